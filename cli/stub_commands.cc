@@ -1,0 +1,47 @@
+// Subcommands whose capability has not landed yet. Each says so and exits 2;
+// the issue that builds the capability replaces its stub with a real file.
+#include <CLI/CLI.hpp>
+
+#include <string>
+
+#include "cli/command.h"
+
+namespace fedfm::cli {
+namespace {
+
+void AddStub(CLI::App& app, Action& action, const std::string& name, const std::string& description,
+             const std::string& missing) {
+  CLI::App* sub = app.add_subcommand(name, description + " [not built yet]");
+  sub->prefix_command();
+  sub->callback([&action, name, missing] {
+    action = [name, missing] { return NotBuilt(name, missing); };
+  });
+}
+
+}  // namespace
+
+void RegisterModelCommand(CLI::App& app, Action& action, const GlobalFlags&) {
+  AddStub(app, action, "model", "Inspect, generate with and evaluate a foundation model", "the model runtime");
+}
+void RegisterTrainCommand(CLI::App& app, Action& action, const GlobalFlags&) {
+  AddStub(app, action, "train", "Local centralized fine-tuning (LoRA, partial layers, zeroth-order)", "the trainers");
+}
+void RegisterAdapterCommand(CLI::App& app, Action& action, const GlobalFlags&) {
+  AddStub(app, action, "adapter", "Export, merge and inspect LoRA adapters (HF PEFT layout)", "adapter I/O");
+}
+void RegisterSimulateCommand(CLI::App& app, Action& action, const GlobalFlags&) {
+  AddStub(app, action, "simulate", "Run a federated simulation of virtual devices in one process", "the simulation");
+}
+void RegisterCoordinatorCommands(CLI::App& app, Action& action, const GlobalFlags&) {
+  AddStub(app, action, "coordinator", "Run the coordinator service (gRPC, SQLite state, dashboard)", "the coordinator");
+  AddStub(app, action, "enroll", "Issue an enrollment token for a client device", "the coordinator");
+  AddStub(app, action, "clients", "List or revoke enrolled clients", "the coordinator");
+}
+void RegisterClientCommand(CLI::App& app, Action& action, const GlobalFlags&) {
+  AddStub(app, action, "client", "Run a client device that trains on local data", "the device client");
+}
+void RegisterBenchCommand(CLI::App& app, Action& action, const GlobalFlags&) {
+  AddStub(app, action, "bench", "Benchmarks with JSON output (model, secagg, coordinator, ...)", "the benchmarks");
+}
+
+}  // namespace fedfm::cli

@@ -1,0 +1,115 @@
+#include "protocols/config/config.h"
+
+#include <filesystem>
+
+#include "gtest/gtest.h"
+
+namespace fedfm::protocols {
+namespace {
+
+std::string ErrorOf(std::string_view text) {
+  auto config = ParseRunConfig(text, "run.toml");
+  EXPECT_FALSE(config.ok()) << text;
+  return std::string(config.status().message());
+}
+
+TEST(ConfigTest, EmptyFileGivesDefaults) {
+  auto config = ParseRunConfig("", "run.toml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->lora.rank, LoraOptions{}.rank);
+  EXPECT_EQ(config->aggregation.algorithm, "fedavg");
+}
+
+TEST(ConfigTest, ReadsNestedSectionsAndArraysOfTables) {
+  auto config = ParseRunConfig(R"(
+[run]
+rounds = 3
+seed = 42
+[peft.lora]
+rank = 4
+targets = ["q_proj", "down_proj"]
+[data.partition]
+scheme = "dirichlet"
+alpha = 0.1
+[[simulation.devices]]
+profile = "rpi5"
+count = 3
+[[simulation.devices]]
+profile = "h100"
+count = 1
+)",
+                               "run.toml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->run.rounds, 3);
+  EXPECT_EQ(config->run.seed, 42u);
+  EXPECT_EQ(config->lora.rank, 4);
+  EXPECT_EQ(config->lora.targets, (std::vector<std::string>{"q_proj", "down_proj"}));
+  EXPECT_EQ(config->data.partition.scheme, "dirichlet");
+  EXPECT_DOUBLE_EQ(config->data.partition.alpha, 0.1);
+  ASSERT_EQ(config->simulation.devices.size(), 2u);
+  EXPECT_EQ(config->simulation.devices[1].profile, "h100");
+  EXPECT_EQ(config->simulation.devices[0].count, 3);
+}
+
+TEST(ConfigTest, OutOfRangeNamesFileLineKeyAndValue) {
+  EXPECT_EQ(ErrorOf("[peft.lora]\n\nrank = 0\n"), "run.toml:3: peft.lora.rank must be in 1..256, got 0");
+}
+
+TEST(ConfigTest, UnknownKeysAndSectionsAreErrors) {
+  EXPECT_EQ(ErrorOf("[peft.lora]\nrnak = 4\n"), "run.toml:2: unknown key peft.lora.rnak");
+  EXPECT_EQ(ErrorOf("[peft.lorra]\nrank = 4\n"), "run.toml:1: unknown key peft.lorra");
+  EXPECT_EQ(ErrorOf("bogus = 1\n"), "run.toml:1: unknown key bogus");
+}
+
+TEST(ConfigTest, WrongTypesAreErrors) {
+  EXPECT_EQ(ErrorOf("[run]\nrounds = \"ten\"\n"), "run.toml:2: run.rounds must be an integer");
+  EXPECT_EQ(ErrorOf("[secagg]\nenabled = 1\n"), "run.toml:2: secagg.enabled must be true or false");
+  EXPECT_EQ(ErrorOf("[aggregation]\nalgorithm = \"fedsgd\"\n"),
+            "run.toml:2: aggregation.algorithm must be one of fedavg|fedavgm|fedadam|fedyogi|fedadagrad, got \"fedsgd\"");
+  EXPECT_EQ(ErrorOf("run = 3\n"), "run.toml:1: run must be a table");
+}
+
+TEST(ConfigTest, ReportsEveryErrorOfTheFile) {
+  std::string err = ErrorOf("[run]\nrounds = 0\n[dp]\ndelta = 2.0\n");
+  EXPECT_NE(err.find("run.toml:2: run.rounds"), std::string::npos) << err;
+  EXPECT_NE(err.find("run.toml:4: dp.delta"), std::string::npos) << err;
+}
+
+TEST(ConfigTest, SyntaxErrorsNameTheLine) {
+  std::string err = ErrorOf("[run]\nrounds = = 3\n");
+  EXPECT_EQ(err.rfind("run.toml:2: ", 0), 0u) << err;
+}
+
+TEST(ConfigTest, RobustRuleWithSecAggIsRejected) {
+  std::string err = ErrorOf("[secagg]\nenabled = true\n[aggregation]\nrobust = \"median\"\n");
+  EXPECT_NE(err.find("cannot run with secagg.enabled"), std::string::npos) << err;
+}
+
+TEST(ConfigTest, TomlWriterRoundTrips) {
+  RunConfig config;
+  config.run.seed = 9;
+  config.lora.client_ranks = {2, 4};
+  config.zeroth_order.noise = "rademacher";
+  config.simulation.devices = {{"jetson", 2}, {"phone", 5}};
+  config.rounds.target_value = -1.5;
+  std::string text = RunConfigToToml(config);
+  auto back = ParseRunConfig(text, "written.toml");
+  ASSERT_TRUE(back.ok()) << back.status() << "\n" << text;
+  EXPECT_EQ(RunConfigToToml(*back), text);
+  EXPECT_EQ(back->simulation.devices[1].profile, "phone");
+  EXPECT_EQ(back->lora.client_ranks, (std::vector<int>{2, 4}));
+}
+
+TEST(ConfigTest, EveryShippedExampleParses) {
+  int parsed = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("examples")) {
+    if (entry.path().extension() != ".toml") continue;
+    auto config = LoadRunConfig(entry.path());
+    EXPECT_TRUE(config.ok()) << entry.path() << ": " << config.status();
+    ++parsed;
+  }
+  EXPECT_GE(parsed, 3);
+}
+
+}  // namespace
+}  // namespace fedfm::protocols

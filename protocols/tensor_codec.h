@@ -1,0 +1,75 @@
+// Byte codec for TensorMap: what travels on the wire (update uploads, model
+// downloads) and what the simulation accounts as bytes up/down.
+//
+// Layout (all little-endian):
+//   header:  magic "FFTM" | u32 version (1) | u32 tensor count
+//   tensor:  u32 name length | name bytes | u8 dtype | u8 rank | i64 dims[rank]
+//            | f32 scale | u64 payload bytes | payload
+// Decoding validates every field against DecodeLimits and names the tensor and
+// the byte offset of the first inconsistency.
+#ifndef FEDFM_PROTOCOLS_TENSOR_CODEC_H_
+#define FEDFM_PROTOCOLS_TENSOR_CODEC_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "protocols/tensor.h"
+
+namespace fedfm::protocols {
+
+struct EncodeOptions {
+  // Floating tensors are converted to this dtype on the wire (kF32, kBF16,
+  // kF16 or kI8 with a per-tensor scale); unset keeps each tensor's dtype.
+  std::optional<DType> wire_dtype;
+};
+
+struct DecodeLimits {
+  uint64_t max_total_bytes = uint64_t{16} << 30;  // 16 GiB
+  uint32_t max_tensors = 1u << 20;
+  uint32_t max_name_bytes = 1024;
+  uint32_t max_rank = 8;
+};
+
+std::vector<std::byte> EncodeTensorMap(const TensorMap& map, const EncodeOptions& options = {});
+// Exact encoded size of EncodeTensorMap(map, options), without encoding.
+uint64_t EncodedSize(const TensorMap& map, const EncodeOptions& options = {});
+
+absl::StatusOr<TensorMap> DecodeTensorMap(std::span<const std::byte> bytes,
+                                          const DecodeLimits& limits = {});
+
+// Incremental decoder for chunked streams (gRPC uploads): feed chunks in order
+// with Append, then Finish. Memory is the decoded tensors plus at most one
+// partial field; a stream exceeding `limits.max_total_bytes` fails at the
+// chunk that crosses it. Not thread-safe.
+class StreamDecoder {
+ public:
+  explicit StreamDecoder(DecodeLimits limits = {});
+  absl::Status Append(std::span<const std::byte> chunk);
+  // InvalidArgument if the stream ended inside a tensor or held trailing bytes.
+  absl::StatusOr<TensorMap> Finish();
+  uint64_t bytes_seen() const { return bytes_seen_; }
+
+ private:
+  absl::Status Parse();
+
+  DecodeLimits limits_;
+  std::vector<std::byte> pending_;
+  uint64_t pending_offset_ = 0;  // stream offset of pending_[0]
+  uint64_t bytes_seen_ = 0;
+  bool header_done_ = false;
+  uint32_t expected_tensors_ = 0;
+  TensorMap map_;
+  absl::Status error_;
+};
+
+// Splits `bytes` into chunks of at most `chunk_bytes` (> 0), as views.
+std::vector<std::span<const std::byte>> SplitChunks(std::span<const std::byte> bytes,
+                                                    size_t chunk_bytes);
+
+}  // namespace fedfm::protocols
+
+#endif  // FEDFM_PROTOCOLS_TENSOR_CODEC_H_
