@@ -43,6 +43,14 @@ void RegisterCoordinatorCommands(CLI::App& app, Action& action, const GlobalFlag
 void RegisterClientCommand(CLI::App& app, Action& action, const GlobalFlags& flags);
 void RegisterBenchCommand(CLI::App& app, Action& action, const GlobalFlags& flags);
 
+// `fedfm bench <name>`: each benchmark registers itself on the bench group
+// and prints one JSON object on stdout.
+void RegisterModelBench(CLI::App& bench, Action& action, const GlobalFlags& flags);
+void RegisterTrainBench(CLI::App& bench, Action& action, const GlobalFlags& flags);
+void RegisterZerothOrderBench(CLI::App& bench, Action& action, const GlobalFlags& flags);
+void RegisterSecAggBench(CLI::App& bench, Action& action, const GlobalFlags& flags);
+void RegisterCoordinatorBench(CLI::App& bench, Action& action, const GlobalFlags& flags);
+
 }  // namespace fedfm::cli
 
 #endif  // FEDFM_CLI_COMMAND_H_

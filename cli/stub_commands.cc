@@ -9,12 +9,13 @@
 namespace fedfm::cli {
 namespace {
 
-void AddStub(CLI::App& app, Action& action, const std::string& name, const std::string& description,
+void AddStub(CLI::App& parent, Action& action, const std::string& name, const std::string& description,
              const std::string& missing) {
-  CLI::App* sub = app.add_subcommand(name, description + " [not built yet]");
+  CLI::App* sub = parent.add_subcommand(name, description + " [not built yet]");
   sub->prefix_command();
-  sub->callback([&action, name, missing] {
-    action = [name, missing] { return NotBuilt(name, missing); };
+  std::string path = parent.get_parent() ? parent.get_name() + " " + name : name;
+  sub->callback([&action, path, missing] {
+    action = [path, missing] { return NotBuilt(path, missing); };
   });
 }
 
@@ -40,8 +41,20 @@ void RegisterCoordinatorCommands(CLI::App& app, Action& action, const GlobalFlag
 void RegisterClientCommand(CLI::App& app, Action& action, const GlobalFlags&) {
   AddStub(app, action, "client", "Run a client device that trains on local data", "the device client");
 }
-void RegisterBenchCommand(CLI::App& app, Action& action, const GlobalFlags&) {
-  AddStub(app, action, "bench", "Benchmarks with JSON output (model, secagg, coordinator, ...)", "the benchmarks");
+void RegisterModelBench(CLI::App& bench, Action& action, const GlobalFlags&) {
+  AddStub(bench, action, "model", "Forward tokens/s and peak memory of a model", "the model runtime");
+}
+void RegisterTrainBench(CLI::App& bench, Action& action, const GlobalFlags&) {
+  AddStub(bench, action, "train", "LoRA / partial-layer training step time and memory", "the trainers");
+}
+void RegisterZerothOrderBench(CLI::App& bench, Action& action, const GlobalFlags&) {
+  AddStub(bench, action, "zo", "Zeroth-order step time and memory versus a forward pass", "zeroth-order training");
+}
+void RegisterSecAggBench(CLI::App& bench, Action& action, const GlobalFlags&) {
+  AddStub(bench, action, "secagg", "SecAgg+ time per phase and bytes per client", "secure aggregation");
+}
+void RegisterCoordinatorBench(CLI::App& bench, Action& action, const GlobalFlags&) {
+  AddStub(bench, action, "coordinator", "Round time and ingest rate with many lightweight clients", "the coordinator");
 }
 
 }  // namespace fedfm::cli
