@@ -12,7 +12,7 @@ cd "$(dirname "$0")"
 PACKAGES=(g++ cmake ninja-build pkg-config libtorch-dev libopenblas0-openmp libgrpc++-dev
   protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libssl-dev libsqlite3-dev libasio-dev
   libgtest-dev libgmock-dev libcli11-dev libtomlplusplus-dev libspdlog-dev nlohmann-json3-dev
-  libbenchmark-dev clang libclang-rt-14-dev ccache gnuplot-nox)
+  libbenchmark-dev clang libclang-rt-14-dev ccache gnuplot-nox libjs-dygraphs chromium)
 
 BUILD_DIR=${BUILD_DIR:-build}
 JOBS=${JOBS:-$(nproc)}
