@@ -1,0 +1,135 @@
+// Aggregation of one federated round: client updates in, next global state out.
+//
+//   auto optimizer = MakeServerOptimizer(config.aggregation);      // once per run
+//   for each round:
+//     RoundContext ctx{.optimizer = optimizer->get(), .min_updates = 2};
+//     auto agg = MakeAggregator(config.aggregation, global, ctx);
+//     for each arriving update: agg->Accept(update);   // bad ones are dropped
+//     global = agg->Finish();                          // + store optimizer->State()
+//
+// Coverage-aware mean. Every dense update declares a public coverage (which
+// tensors, which leading rank slices). The pseudo-gradient of each coordinate
+// is the num_examples-weighted mean of the deltas of the clients that covered
+// it; coordinates nobody covered get Δ = 0. So LoRA clients of different ranks,
+// partial-layer clients and full-adapter clients combine in one round.
+// Seed-scalar (zeroth-order) updates are averaged as K-vectors (weighted by
+// num_examples), expanded once into a dense delta by the injected SeedReplay,
+// and count as covering the tensors the replay writes, whole, with the total
+// weight of the seed-scalar clients.
+//
+// Determinism. The mean aggregator sums exactly (aggregation/internal/
+// exact_sum.h): the result equals the client-id-ordered sum computed with
+// infinite precision, rounded once. A round's output is therefore
+// bit-identical for any arrival order of the same updates, in O(model)
+// memory. Robust rules buffer the updates and process them sorted by client
+// id. A client id seen twice in one round is rejected (the first one stays),
+// so order independence holds for rounds of distinct client ids.
+//
+// Memory. Mean (FedAvg and every server optimizer): O(model) — 18 bytes per
+// covered coordinate of accumulator, independent of the number of clients;
+// a dropped update costs nothing. Robust rules (median, trimmed_mean, krum,
+// multi_krum) need every update at once: O(clients × model). They are meant
+// for plaintext rounds; configuration rejects them together with secagg.
+//
+// Differential privacy (central mode, aggregation/dp.h): each accepted update
+// is clipped to dp.clip_norm and counts with weight 1; Finish adds
+// N(0, σ²C²) to every covered coordinate of the sum (and of the seed-scalar
+// sum) before dividing by the number of clients that covered it. Coverage and
+// participation are treated as public, as everywhere in fedfm. In distributed
+// mode clients clipped and noised already; the server weighs them equally and
+// adds nothing. DP cannot be combined with a robust rule (InvalidArgument).
+#ifndef FEDFM_AGGREGATION_AGGREGATOR_H_
+#define FEDFM_AGGREGATION_AGGREGATOR_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "aggregation/server_optimizer.h"
+#include "protocols/config/options.h"
+#include "protocols/tensor.h"
+#include "protocols/update.h"
+
+namespace fedfm::aggregation {
+
+// Counters of one round, for logs, metrics and the store.
+struct AggregationStats {
+  int accepted = 0;
+  int dropped = 0;
+  uint64_t accepted_examples = 0;
+  // One message per dropped update, naming the client and the reason.
+  std::vector<std::string> drop_reasons;
+};
+
+// Expands aggregated seed scalars into a dense delta by replaying the round's
+// seed pool. Implemented by the zeroth-order module; injected so that
+// aggregation/ does not depend on it.
+class SeedReplay {
+ public:
+  virtual ~SeedReplay() = default;
+  // Adds Σ_k weights[k] · direction(seeds[k]) (whatever scaling the
+  // zeroth-order method defines, e.g. -lr) into `delta`, which arrives empty:
+  // insert one F32 tensor, at the global shape, for every tensor the method
+  // perturbs. Must be linear in `weights` (the aggregator replays the mean
+  // scalars once instead of every client's). seeds.size() == weights.size().
+  virtual absl::Status Apply(const std::vector<uint64_t>& seeds, const std::vector<float>& weights,
+                             protocols::TensorMap& delta) = 0;
+};
+
+// Per-round inputs besides the options and the global state. Pointers are not
+// owned and must outlive the aggregator.
+struct RoundContext {
+  // Server optimizer carrying state across rounds; Finish() steps it. May be
+  // null only for algorithm "fedavg" (a stateless one is used then).
+  ServerOptimizer* optimizer = nullptr;
+  // Finish() fails with FailedPrecondition below this many accepted updates.
+  int min_updates = 1;
+  // The round's public seed pool (K seeds); empty when the round takes no
+  // seed-scalar updates. A seed-scalar update must hold K scalars.
+  std::vector<uint64_t> seed_pool;
+  SeedReplay* seed_replay = nullptr;  // required when seed_pool is not empty
+  // Client-level DP; null or !enabled = off.
+  const protocols::DpOptions* dp = nullptr;
+  // Seed of central DP noise, e.g. f(run seed, round, "dp"); keep it secret.
+  uint64_t noise_seed = 0;
+};
+
+// Combines one round's client updates into the next global state. Not
+// thread-safe; one instance per round.
+class Aggregator {
+ public:
+  virtual ~Aggregator() = default;
+
+  // InvalidArgument (naming the client and, where it applies, the tensor) if
+  // `update` disagrees with the round's tensor names, shapes or coverage,
+  // holds a non-finite value, has no examples, repeats a client id, or is a
+  // seed-scalar update of the wrong length or in a round without a seed pool.
+  // The update is then dropped and counted; the round goes on.
+  // FailedPrecondition after Finish().
+  virtual absl::Status Accept(const protocols::Update& update) = 0;
+
+  // The NEW global state: the one given to MakeAggregator moved by the server
+  // optimizer along the round's pseudo-gradient, with the same tensor names,
+  // order, shapes and dtypes. FailedPrecondition if fewer than
+  // max(1, min_updates) updates were accepted, if called twice, or (Krum) if
+  // there are too few updates for the configured f; InvalidArgument if the
+  // seed replay misbehaves. The optimizer state advances only on success.
+  virtual absl::StatusOr<protocols::TensorMap> Finish() = 0;
+
+  virtual const AggregationStats& stats() const = 0;
+};
+
+// The aggregator for `options` (algorithm and robust rule). `global_state` is
+// the state the round's clients trained from (shared, not copied).
+// InvalidArgument for unknown names, a missing or mismatched optimizer, a seed
+// pool without replay, DP options out of range, or DP with a robust rule.
+absl::StatusOr<std::unique_ptr<Aggregator>> MakeAggregator(const protocols::AggregationOptions& options,
+                                                           const protocols::TensorMap& global_state,
+                                                           const RoundContext& context);
+
+}  // namespace fedfm::aggregation
+
+#endif  // FEDFM_AGGREGATION_AGGREGATOR_H_

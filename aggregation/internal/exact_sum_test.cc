@@ -1,0 +1,128 @@
+#include "aggregation/internal/exact_sum.h"
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace fedfm::aggregation::internal {
+namespace {
+
+struct Contribution {
+  int64_t index;
+  float value;
+  uint64_t weight;
+};
+
+// Values spread over many binades, both signs, some subnormal and some huge,
+// so that both the window and the wide form are exercised.
+std::vector<Contribution> RandomContributions(int n, int64_t size, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int64_t> index(0, size - 1);
+  std::uniform_real_distribution<float> mantissa(-1.0f, 1.0f);
+  std::uniform_int_distribution<int> exponent(-30, 30);
+  std::uniform_int_distribution<uint64_t> weight(1, 100000);
+  std::vector<Contribution> out;
+  for (int k = 0; k < n; ++k) {
+    int e = exponent(rng);
+    if (k % 97 == 0) e = -140;  // subnormal range
+    if (k % 89 == 0) e = 100;   // near float max
+    out.push_back({index(rng), std::ldexp(mantissa(rng), e), weight(rng)});
+  }
+  return out;
+}
+
+uint64_t Bits(double x) { return std::bit_cast<uint64_t>(x); }
+
+TEST(AggregationExactSumTest, CancellationIsExact) {
+  ExactSumVector s(1);
+  s.Add(0, 1e20f, 1);
+  s.Add(0, 1.0f, 3);
+  s.Add(0, -1e20f, 1);
+  EXPECT_EQ(s.Get(0), 3.0);  // a double accumulator would give 0
+  s.Add(0, -1.0f, 3);
+  EXPECT_EQ(Bits(s.Get(0)), Bits(0.0));  // +0, not -0
+}
+
+TEST(AggregationExactSumTest, MatchesDoubleWhereDoubleIsExact) {
+  // Small integers times small weights: every partial sum is exact in double.
+  std::mt19937 rng(7);
+  std::uniform_int_distribution<int> v(-1000, 1000);
+  std::uniform_int_distribution<uint64_t> w(1, 1000);
+  ExactSumVector s(4);
+  double ref[4] = {0, 0, 0, 0};
+  for (int k = 0; k < 400; ++k) {
+    const int i = k % 4;
+    const float x = static_cast<float>(v(rng)) / 8.0f;
+    const uint64_t wt = w(rng);
+    s.Add(i, x, wt);
+    ref[i] += static_cast<double>(x) * static_cast<double>(wt);
+  }
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(s.Get(i), ref[i]) << i;
+}
+
+TEST(AggregationExactSumTest, OrderIndependentBitwise) {
+  const int64_t size = 16;
+  std::vector<Contribution> c = RandomContributions(3000, size, 11);
+  ExactSumVector reference(size);
+  for (const Contribution& x : c) reference.Add(x.index, x.value, x.weight);
+  EXPECT_GT(reference.spilled(), 0) << "the test should reach the wide form";
+  std::mt19937 rng(3);
+  for (int trial = 0; trial < 5; ++trial) {
+    std::shuffle(c.begin(), c.end(), rng);
+    ExactSumVector s(size);
+    for (const Contribution& x : c) s.Add(x.index, x.value, x.weight);
+    for (int64_t i = 0; i < size; ++i) ASSERT_EQ(Bits(s.Get(i)), Bits(reference.Get(i))) << "trial " << trial;
+  }
+}
+
+TEST(AggregationExactSumTest, WindowAndWideFormsAgree) {
+  // The same contributions summed by the windowed vector and directly by the
+  // wide accumulator must round to the same double.
+  const int64_t size = 8;
+  std::vector<Contribution> c = RandomContributions(2000, size, 5);
+  ExactSumVector s(size);
+  std::vector<WideAccumulator> wide(size);
+  for (const Contribution& x : c) {
+    s.Add(x.index, x.value, x.weight);
+    int e;
+    const float m = std::frexp(x.value, &e);  // x = m * 2^e, |m| in [0.5, 1)
+    auto mant = static_cast<int64_t>(std::ldexp(static_cast<double>(m), 24));
+    int exp = e - 24;
+    for (; exp < -149; ++exp) mant /= 2;  // exact: subnormals have trailing zeros here
+    wide[x.index].Add(static_cast<Int128>(mant) * static_cast<Int128>(x.weight), exp);
+  }
+  for (int64_t i = 0; i < size; ++i) EXPECT_EQ(Bits(s.Get(i)), Bits(wide[i].ToDouble())) << i;
+}
+
+TEST(AggregationExactSumTest, RoundsToNearestEven) {
+  // 2^53 + 1 is a tie between 2^53 and 2^53 + 2: even wins. 2^53 + 3 rounds up.
+  const uint64_t tie[2] = {(uint64_t{1} << 53) + 1, 0};
+  EXPECT_EQ(RoundToDouble(false, tie, 2, 0), 9007199254740992.0);
+  const uint64_t up[2] = {(uint64_t{1} << 53) + 3, 0};
+  EXPECT_EQ(RoundToDouble(false, up, 2, 0), 9007199254740996.0);
+  // A tie broken by a sticky bit far below: 2^117 + 2^64 + 1 (bits beyond the
+  // top 64 bits) must round up, not to even.
+  const uint64_t sticky[2] = {1, (uint64_t{1} << 53) + 1};
+  EXPECT_EQ(RoundToDouble(true, sticky, 2, -64), -std::ldexp(9007199254740994.0, 0));
+}
+
+TEST(AggregationExactSumTest, SubnormalAndHugeValues) {
+  ExactSumVector s(1);
+  const float tiny = std::numeric_limits<float>::denorm_min();
+  const float huge = std::numeric_limits<float>::max();
+  s.Add(0, huge, 1);
+  s.Add(0, tiny, 5);
+  s.Add(0, -huge, 1);
+  EXPECT_EQ(s.Get(0), 5.0 * tiny);
+  s.Add(0, huge, ~uint64_t{0});
+  // huge * (2^64 - 1) + 5 tiny rounds to huge * 2^64: the rest is far below half an ulp.
+  EXPECT_EQ(s.Get(0), std::ldexp(static_cast<double>(huge), 64));
+}
+
+}  // namespace
+}  // namespace fedfm::aggregation::internal
