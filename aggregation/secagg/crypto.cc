@@ -390,6 +390,10 @@ Key Sha256(ByteSpan data) {
   return digest;
 }
 
+void SecureZero(std::span<uint8_t> bytes) {
+  if (!bytes.empty()) OPENSSL_cleanse(bytes.data(), bytes.size());
+}
+
 bool ConstantTimeEquals(ByteSpan a, ByteSpan b) {
   if (a.size() != b.size()) return false;
   return CRYPTO_memcmp(NonNull(a), NonNull(b), a.size()) == 0;

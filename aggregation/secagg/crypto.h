@@ -126,6 +126,11 @@ class MaskPrg {
 
 Key Sha256(ByteSpan data);
 
+// Overwrites `bytes` with zeros in a way the compiler may not elide
+// (OPENSSL_cleanse), for secrets that are no longer needed.
+void SecureZero(std::span<uint8_t> bytes);
+inline void SecureZero(Key& key) { SecureZero(std::span<uint8_t>(key)); }
+
 // Constant-time equality of two byte strings of equal length (false if the
 // lengths differ).
 bool ConstantTimeEquals(ByteSpan a, ByteSpan b);
