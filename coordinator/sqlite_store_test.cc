@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <ostream>
 #include <random>
 #include <set>
 #include <string>
@@ -84,6 +85,7 @@ RunRecord MakeRun(const std::string& id) {
 }
 
 enum class Backend { kFile, kMemory };
+void PrintTo(Backend backend, std::ostream* os) { *os << (backend == Backend::kFile ? "file" : "memory"); }
 
 class SqliteStoreTest : public ::testing::TestWithParam<Backend> {
  protected:
