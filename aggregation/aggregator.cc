@@ -49,6 +49,22 @@ bool IsCovered(const Shape& shape, CoverageKey key, int64_t inner, int64_t i) {
   return (i / inner) % shape[key.first] < key.second;
 }
 
+// Calls fn(begin, length) for each maximal contiguous run of flat indices
+// inside the coverage `key` (row-major), in increasing order.
+template <typename Fn>
+void ForEachCoveredRun(const Shape& shape, CoverageKey key, Fn&& fn) {
+  const int64_t numel = protocols::NumElements(shape);
+  if (numel <= 0) return;
+  if (key.first < 0) {
+    fn(0, numel);
+    return;
+  }
+  const int64_t inner = InnerSize(shape, key.first);
+  const int64_t dim = shape[key.first];
+  const int64_t outer = numel / (dim * inner);
+  for (int64_t o = 0; o < outer; ++o) fn(o * dim * inner, key.second * inner);
+}
+
 // Per-element total weight of the clients that covered each element.
 std::vector<uint64_t> ElementWeights(const Shape& shape, int64_t numel, const std::map<CoverageKey, uint64_t>& profile) {
   std::vector<uint64_t> w(numel, 0);
@@ -239,19 +255,28 @@ class MeanAggregator final : public RoundAggregator {
     }
     total_weight_ = total;
     const double factor = ClipFactor(u);
-    auto clipped = [factor](float x) { return factor == 1.0 ? x : static_cast<float>(x * factor); };
+    std::vector<float> clipped;  // one tensor at a time, only under central DP
+    auto values = [&](std::span<const float> v) {
+      if (factor == 1.0) return v;
+      clipped.resize(v.size());
+      for (size_t i = 0; i < v.size(); ++i) clipped[i] = static_cast<float>(v[i] * factor);
+      return std::span<const float>(clipped);
+    };
     if (u.kind == UpdateKind::kSeedScalars) {
       if (seed_sum_.size() == 0) seed_sum_ = internal::ExactSumVector(static_cast<int64_t>(K()));
-      for (size_t k = 0; k < K(); ++k) seed_sum_.Add(static_cast<int64_t>(k), clipped(u.seed_scalars[k]), w);
+      seed_sum_.AddRange(0, values(u.seed_scalars), w);
       seed_weight_ += w;
       return absl::OkStatus();
     }
     for (const TensorCoverage& c : u.coverage.tensors) {
       const Tensor& t = *u.delta.Find(c.name);
       TensorSums& s = Sums(index_.at(c.name));
-      s.profile[KeyOf(c, t.shape())] += w;
-      std::span<const float> v = t.floats();
-      protocols::ForEachCovered(t, c, [&](int64_t i) { s.sum.Add(i, clipped(v[i]), w); });
+      const CoverageKey key = KeyOf(c, t.shape());
+      s.profile[key] += w;
+      std::span<const float> v = values(t.floats());
+      ForEachCoveredRun(t.shape(), key, [&](int64_t begin, int64_t length) {
+        s.sum.AddRange(begin, v.subspan(begin, length), w);
+      });
     }
     return absl::OkStatus();
   }
@@ -274,8 +299,7 @@ class MeanAggregator final : public RoundAggregator {
       for (const auto& [name, t] : zo) {
         const size_t ti = index_.at(name);
         TensorSums& s = Sums(ti);
-        std::span<const float> v = t.floats();
-        for (int64_t i = 0; i < t.numel(); ++i) s.sum.Add(i, v[i], seed_weight_);
+        s.sum.AddRange(0, t.floats(), seed_weight_);
         zo_covered[ti] = true;
       }
       zo_weight = seed_weight_;

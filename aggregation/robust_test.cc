@@ -205,6 +205,27 @@ TEST(RobustAggregationTest, ConfigRejectsRobustWithSecureAggregation) {
   EXPECT_TRUE(protocols::ValidateRunConfig(ok).ok());
 }
 
+TEST(RobustAggregationTest, ConfigRejectsRobustWithDpAndKrumWithTooFewClients) {
+  protocols::RunConfig dp;
+  dp.dp.enabled = true;
+  dp.aggregation.robust = "trimmed_mean";
+  absl::Status s = protocols::ValidateRunConfig(dp);
+  EXPECT_NE(s.message().find("aggregation.robust = \"trimmed_mean\" cannot be combined with dp.enabled = true"),
+            std::string::npos)
+      << s;
+  protocols::RunConfig krum;
+  krum.aggregation.robust = "krum";
+  krum.aggregation.byzantine = 3;
+  krum.rounds.clients_per_round = 8;
+  krum.rounds.min_clients = 2;
+  s = protocols::ValidateRunConfig(krum);
+  EXPECT_NE(s.message().find("needs at least 2f + 3 = 9 updates per round, but rounds.clients_per_round = 8"),
+            std::string::npos)
+      << s;
+  krum.rounds.clients_per_round = 9;
+  EXPECT_TRUE(protocols::ValidateRunConfig(krum).ok());
+}
+
 class ScaleReplay : public SeedReplay {
  public:
   absl::Status Apply(const std::vector<uint64_t>& seeds, const std::vector<float>& weights,

@@ -87,6 +87,12 @@ target_compile_definitions(fedfm_dep_asio INTERFACE ASIO_STANDALONE ASIO_NO_DEPR
 target_link_libraries(fedfm_dep_asio INTERFACE Threads::Threads)
 add_library(fedfm::dep::asio ALIAS fedfm_dep_asio)
 
+# --- zlib (gzip-compressed data sets) ----------------------------------------
+find_package(ZLIB REQUIRED)
+add_library(fedfm_dep_zlib INTERFACE)
+target_link_libraries(fedfm_dep_zlib INTERFACE ZLIB::ZLIB)
+add_library(fedfm::dep::zlib ALIAS fedfm_dep_zlib)
+
 # --- Header-ish libraries: CLI11, toml++, spdlog, nlohmann_json -------------
 find_package(CLI11 CONFIG REQUIRED)
 add_library(fedfm_dep_cli11 INTERFACE)

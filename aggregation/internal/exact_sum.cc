@@ -1,5 +1,6 @@
 #include "aggregation/internal/exact_sum.h"
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 
@@ -113,61 +114,100 @@ void ExactSumVector::Add(int64_t i, float value, uint64_t weight) {
   const bool negative = (bits >> 31) != 0;
   const int biased = static_cast<int>((bits >> 23) & 0xFF);
   const uint32_t fraction = bits & 0x7FFFFF;
-  // value = m * 2^e exactly, m < 2^24.
+  // value * weight = p * 2^e exactly, p < 2^88.
   const uint64_t m = biased == 0 ? fraction : (fraction | 0x800000u);
-  int e = biased == 0 ? -149 : biased - 150;
-  UInt128 p = static_cast<UInt128>(m) * weight;  // < 2^88
-  const int tz = TrailingZeros(p);
-  p >>= tz;
-  e += tz;
-  const Int128 sp = negative ? -static_cast<Int128>(p) : static_cast<Int128>(p);
+  const int e = biased == 0 ? -149 : biased - 150;
+  const UInt128 p = static_cast<UInt128>(m) * weight;
 
   int16_t& f = exponent_[i];
   if (f == kSpilled) {
-    wide_[i].Add(sp, e);
+    wide_[i].Add(negative ? -static_cast<Int128>(p) : static_cast<Int128>(p), e);
     return;
   }
   Int128& a = mantissa_[i];
-  if (a == 0) {
-    a = sp;
-    f = static_cast<int16_t>(e);
+  // Align both operands at the lower exponent. The window is not kept
+  // normalised on this hot path; trailing zeros are stripped only when an
+  // operand would not fit.
+  const int fa = a == 0 ? e : f;
+  const int lo = std::min(e, fa);
+  const int sa = fa - lo, sp = e - lo;
+  if (BitLength(Magnitude(a)) + sa > kWindowBits || BitLength(p) + sp > kWindowBits) {
+    AddSlow(i, negative, p, e);
     return;
   }
-  if (e >= f) {
-    const int d = e - f;
-    if (BitLength(p) + d > kWindowBits) {
-      Spill(i);
-      wide_[i].Add(sp, e);
-      return;
+  const UInt128 ps = p << sp;
+  a = (a << sa) + (negative ? -static_cast<Int128>(ps) : static_cast<Int128>(ps));
+  f = static_cast<int16_t>(lo);
+}
+
+void ExactSumVector::AddRange(int64_t begin, std::span<const float> values, uint64_t weight) {
+  FEDFM_CHECK(begin >= 0 && begin + static_cast<int64_t>(values.size()) <= size());
+  if (weight == 0) return;
+  // Upper bound on the bits of m * weight.
+  const int p_bits = 24 + static_cast<int>(std::bit_width(weight));
+  Int128* mantissa = mantissa_.data() + begin;
+  int16_t* exponent = exponent_.data() + begin;
+  for (size_t k = 0; k < values.size(); ++k) {
+    const float value = values[k];
+    if (value == 0.0f) continue;
+    const auto bits = std::bit_cast<uint32_t>(value);
+    const int biased = static_cast<int>((bits >> 23) & 0xFF);
+    const int f = exponent[k];
+    const Int128 a = mantissa[k];
+    const int e = biased == 0 ? -149 : biased - 150;
+    // Fast path: the window is in use, not spilled, the new value's exponent
+    // is at or above its LSB, the shifted product fits, and so does the sum
+    // (kept below 2^123 so the general path's checks always hold).
+    if (biased != 0xFF && a != 0 && f != kSpilled && e >= f && p_bits + (e - f) <= 123) {
+      const uint32_t fraction = bits & 0x7FFFFF;
+      const uint64_t m = biased == 0 ? fraction : (fraction | 0x800000u);
+      const UInt128 shifted = (static_cast<UInt128>(m) * weight) << (e - f);
+      const Int128 sum = (bits >> 31) != 0 ? a - static_cast<Int128>(shifted) : a + static_cast<Int128>(shifted);
+      const auto top = static_cast<int64_t>(static_cast<uint64_t>(static_cast<UInt128>(sum) >> 64)) >> 59;
+      if (top == 0 || top == -1) {
+        mantissa[k] = sum;
+        continue;
+      }
     }
-    a += sp << d;
-  } else {
-    const int d = f - e;
-    if (BitLength(Magnitude(a)) + d > kWindowBits) {
-      Spill(i);
-      wide_[i].Add(sp, e);
-      return;
-    }
-    a = (a << d) + sp;
-    f = static_cast<int16_t>(e);
+    Add(begin + static_cast<int64_t>(k), value, weight);
   }
-  if (a == 0) {
-    f = 0;
+}
+
+void ExactSumVector::AddSlow(int64_t i, bool negative, UInt128 p, int e) {
+  Int128& a = mantissa_[i];
+  int16_t& f = exponent_[i];
+  // Normalise both operands and retry the window once.
+  const int tp = TrailingZeros(p);
+  p >>= tp;
+  e += tp;
+  if (a != 0) {
+    const int ta = TrailingZeros(static_cast<UInt128>(a));
+    a >>= ta;  // exact: the shifted-out bits are zero
+    f = static_cast<int16_t>(f + ta);
+  }
+  const int fa = a == 0 ? e : f;
+  const int lo = std::min(e, fa);
+  const int sa = fa - lo, sp = e - lo;
+  const Int128 sp_value = negative ? -static_cast<Int128>(p) : static_cast<Int128>(p);
+  if (BitLength(Magnitude(a)) + sa <= kWindowBits && BitLength(p) + sp <= kWindowBits) {
+    a = (a << sa) + (sp_value << sp);
+    f = static_cast<int16_t>(lo);
     return;
   }
-  const int strip = TrailingZeros(static_cast<UInt128>(a));
-  a >>= strip;  // exact: the stripped bits are zero
-  f = static_cast<int16_t>(f + strip);
-  if (BitLength(Magnitude(a)) > kWindowBits) Spill(i);
+  Spill(i);
+  wide_[i].Add(sp_value, e);
 }
 
 double ExactSumVector::Get(int64_t i) const {
   if (exponent_[i] == kSpilled) return wide_.at(i).ToDouble();
   const Int128 a = mantissa_[i];
   if (a == 0) return 0.0;
-  const UInt128 mag = Magnitude(a);
-  const uint64_t limbs[2] = {static_cast<uint64_t>(mag), static_cast<uint64_t>(mag >> 64)};
-  return RoundToDouble(a < 0, limbs, 2, exponent_[i]);
+  // int128 -> double is correctly rounded (libgcc / compiler-rt), and scaling
+  // by 2^F is exact in the normal range (|value| >= 2^-149); the result is the
+  // same correctly rounded value RoundToDouble gives, only faster.
+  const int f = exponent_[i];
+  const double scale = std::bit_cast<double>(static_cast<uint64_t>(f + 1023) << 52);
+  return static_cast<double>(a) * scale;
 }
 
 }  // namespace fedfm::aggregation::internal

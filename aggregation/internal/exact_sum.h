@@ -13,15 +13,18 @@
 // How: every contribution value * weight (value a finite float32, weight a
 // uint64) is an integer P < 2^88 times a power of two 2^E with E >= -149. Each
 // coordinate keeps a "window": a 128-bit two's-complement integer A and the
-// exponent F of its least significant bit (value = A * 2^F), trailing zero bits
-// stripped. Adding aligns the two operands and adds exactly while the result's
-// significant bits span at most 125 bits, which covers contributions whose
-// magnitudes differ by ~2^37 or less (e.g. 1e-11 .. 1 when weights are ~2^20).
+// exponent F of its least significant bit (value = A * 2^F). Adding aligns the
+// two operands at the lower exponent and adds exactly while both fit in 125
+// bits. With 24-bit mantissas, weights below 2^20 and up to 2^10 clients that
+// leaves ~70 bits of exponent spread, e.g. 1e-10 next to 1e10, before a
+// coordinate needs the wide form. The hot path does not normalise;
+// when an operand would not fit, a slow path strips trailing zero bits and
+// retries.
 // A coordinate whose span grows beyond that moves, exactly, into a 384-bit
 // fixed-point accumulator with LSB 2^-149 (a Kulisch-style accumulator wide
 // enough for any float32 * uint64 and 2^40 additions), kept in a side table.
-// Get() rounds the exact value once to the nearest double (ties to even),
-// through one routine for both forms, so the two forms cannot disagree.
+// Get() rounds the exact value once to the nearest double (ties to even);
+// both forms give the correctly rounded value, so they cannot disagree.
 //
 // Memory: 18 bytes per coordinate, plus 48 bytes per spilled coordinate.
 // Not thread-safe.
@@ -30,6 +33,7 @@
 
 #include <array>
 #include <cstdint>
+#include <span>
 #include <unordered_map>
 #include <vector>
 
@@ -58,6 +62,10 @@ class ExactSumVector {
   // (FEDFM_CHECKed); zeros (either sign) add nothing.
   void Add(int64_t i, float value, uint64_t weight);
 
+  // Add(begin + k, values[k], weight) for every k: the same result, with a
+  // fast path for the common case (no spill, new exponent >= the window's).
+  void AddRange(int64_t begin, std::span<const float> values, uint64_t weight);
+
   // The exact sum at coordinate i rounded to the nearest double (ties to
   // even); +0.0 when the sum is zero.
   double Get(int64_t i) const;
@@ -68,6 +76,7 @@ class ExactSumVector {
  private:
   static constexpr int16_t kSpilled = INT16_MIN;
 
+  void AddSlow(int64_t i, bool negative, UInt128 p, int e);
   void Spill(int64_t i);
 
   std::vector<Int128> mantissa_;

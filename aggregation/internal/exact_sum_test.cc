@@ -80,6 +80,29 @@ TEST(AggregationExactSumTest, OrderIndependentBitwise) {
   }
 }
 
+TEST(AggregationExactSumTest, AddRangeEqualsElementwiseAdd) {
+  // Rows of values over many binades (some zero, some subnormal, some huge)
+  // with assorted weights: the fast range path must agree bit for bit.
+  const int64_t size = 64;
+  std::mt19937 rng(9);
+  std::uniform_real_distribution<float> mantissa(-1.0f, 1.0f);
+  std::uniform_int_distribution<int> exponent(-40, 40);
+  ExactSumVector by_range(size), by_element(size);
+  for (int row = 0; row < 300; ++row) {
+    std::vector<float> v(size);
+    for (int64_t i = 0; i < size; ++i) {
+      const int kind = (row * 7 + static_cast<int>(i)) % 23;
+      v[i] = kind == 0 ? 0.0f : std::ldexp(mantissa(rng), kind == 1 ? -145 : (kind == 2 ? 110 : exponent(rng)));
+    }
+    const uint64_t weight = row % 11 == 0 ? ~uint64_t{0} - row : 1 + row * 977;
+    const int64_t begin = row % 3, length = size - begin - row % 5;
+    by_range.AddRange(begin, std::span<const float>(v).subspan(begin, length), weight);
+    for (int64_t i = begin; i < begin + length; ++i) by_element.Add(i, v[i], weight);
+  }
+  EXPECT_GT(by_element.spilled(), 0);
+  for (int64_t i = 0; i < size; ++i) EXPECT_EQ(Bits(by_range.Get(i)), Bits(by_element.Get(i))) << i;
+}
+
 TEST(AggregationExactSumTest, WindowAndWideFormsAgree) {
   // The same contributions summed by the windowed vector and directly by the
   // wide accumulator must round to the same double.
@@ -109,6 +132,19 @@ TEST(AggregationExactSumTest, RoundsToNearestEven) {
   // top 64 bits) must round up, not to even.
   const uint64_t sticky[2] = {1, (uint64_t{1} << 53) + 1};
   EXPECT_EQ(RoundToDouble(true, sticky, 2, -64), -std::ldexp(9007199254740994.0, 0));
+
+  // The same cases through the accumulator's window form.
+  const uint64_t two53 = uint64_t{1} << 53;
+  ExactSumVector s(4);
+  s.Add(0, 1.0f, two53 + 1);
+  s.Add(1, -1.0f, two53 + 3);
+  s.Add(2, 1.0f, two53 + 1);
+  s.Add(2, std::ldexp(1.0f, -60), 1);  // breaks the tie upwards
+  s.Add(3, 0.5f, two53 + 1);           // a tie one binade lower
+  EXPECT_EQ(s.Get(0), 9007199254740992.0);
+  EXPECT_EQ(s.Get(1), -9007199254740996.0);
+  EXPECT_EQ(s.Get(2), 9007199254740994.0);
+  EXPECT_EQ(s.Get(3), 4503599627370496.0);
 }
 
 TEST(AggregationExactSumTest, SubnormalAndHugeValues) {

@@ -478,6 +478,18 @@ absl::Status ValidateRunConfig(const RunConfig& c) {
                                   "\" needs every update in the clear and cannot run with secagg.enabled = true; "
                                   "set aggregation.robust = \"none\" or disable secagg"));
   }
+  if (c.dp.enabled && c.aggregation.robust != "none") {
+    errors.push_back(absl::StrCat("aggregation.robust = \"", c.aggregation.robust,
+                                  "\" cannot be combined with dp.enabled = true: the DP guarantee covers the "
+                                  "clipped, noised mean only; set aggregation.robust = \"none\" or disable dp"));
+  }
+  if ((c.aggregation.robust == "krum" || c.aggregation.robust == "multi_krum") &&
+      c.rounds.clients_per_round < 2 * c.aggregation.byzantine + 3) {
+    errors.push_back(absl::StrCat("aggregation.robust = \"", c.aggregation.robust, "\" with aggregation.byzantine = ",
+                                  c.aggregation.byzantine, " needs at least 2f + 3 = ",
+                                  2 * c.aggregation.byzantine + 3, " updates per round, but rounds.clients_per_round = ",
+                                  c.rounds.clients_per_round));
+  }
   if (c.dp.enabled && c.dp.mode == "distributed" && !c.secagg.enabled) {
     errors.push_back("dp.mode = \"distributed\" relies on secure aggregation: set secagg.enabled = true");
   }
