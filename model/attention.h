@@ -1,0 +1,33 @@
+// Causal grouped-query attention. The one place that chooses, at build time
+// from the linked LibTorch's TORCH_VERSION_MAJOR, between LibTorch's fused
+// at::scaled_dot_product_attention (2.x) and a plain reference (1.13).
+//
+// Shapes: B = batch, H = query heads, KV = key/value heads (H % KV == 0),
+//         Tq = new queries, Tk = keys (Tk >= Tq), hd = head dim.
+//   q: [B, H, Tq, hd]   k, v: [B, KV, Tk, hd]   ->   [B, H, Tq, hd]
+// Query head h reads key/value head h / (H / KV) (Hugging Face's repeat_kv).
+// Query i sits at absolute position Tk - Tq + i and attends to keys
+// 0 .. Tk - Tq + i (so Tq < Tk is decoding with a KV cache). Scale 1/sqrt(hd).
+// Softmax is computed in float32 for reduced-precision inputs. Differentiable;
+// thread-safe (no state).
+#ifndef FEDFM_MODEL_ATTENTION_H_
+#define FEDFM_MODEL_ATTENTION_H_
+
+#include <torch/torch.h>
+
+namespace fedfm::model {
+
+// The path Forward uses: fused where the linked LibTorch has it.
+torch::Tensor CausalAttention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v);
+
+// Plain matmul / mask / softmax / matmul.
+torch::Tensor CausalAttentionReference(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v);
+
+// True when this build links a LibTorch with at::scaled_dot_product_attention.
+bool FusedAttentionAvailable();
+// The fused path; FEDFM_CHECK-fails when !FusedAttentionAvailable().
+torch::Tensor CausalAttentionFused(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v);
+
+}  // namespace fedfm::model
+
+#endif  // FEDFM_MODEL_ATTENTION_H_
