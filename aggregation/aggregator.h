@@ -65,8 +65,9 @@ struct AggregationStats {
 };
 
 // Expands aggregated seed scalars into a dense delta by replaying the round's
-// seed pool. Implemented by the zeroth-order module; injected so that
-// aggregation/ does not depend on it.
+// seed pool. The replay itself is the zeroth-order module's; since aggregation/
+// and zeroth_order/ share a layer and never include each other, the adapter
+// implementing this interface lives above both (coordinator/, simulation/).
 class SeedReplay {
  public:
   virtual ~SeedReplay() = default;
@@ -105,7 +106,8 @@ class Aggregator {
 
   // InvalidArgument (naming the client and, where it applies, the tensor) if
   // `update` disagrees with the round's tensor names, shapes or coverage,
-  // holds a non-finite value, has no examples, repeats a client id, or is a
+  // covers nothing, holds a non-finite value, has no examples, repeats a
+  // client id, or is a
   // seed-scalar update of the wrong length or in a round without a seed pool.
   // The update is then dropped and counted; the round goes on.
   // FailedPrecondition after Finish().
@@ -129,6 +131,24 @@ class Aggregator {
 absl::StatusOr<std::unique_ptr<Aggregator>> MakeAggregator(const protocols::AggregationOptions& options,
                                                            const protocols::TensorMap& global_state,
                                                            const RoundContext& context);
+
+// One participant of a round whose values the server only sees summed
+// (secure aggregation): its public coverage and its weight.
+struct CoveredWeight {
+  protocols::Coverage coverage;
+  uint64_t weight = 0;
+};
+
+// The coverage-aware mean from an already-summed update (the unmasked SecAgg
+// sum of weight-premultiplied deltas): Δ[i] = sum[i] / W[i], where W[i] is the
+// total weight of the participants whose coverage includes i, and 0 where
+// nobody covered i. Feed the result to ServerOptimizer::Step. `sum` holds F32
+// or F64 tensors of the global shapes (absent tensors count as zero); the
+// result holds every global tensor, F32, in global order. InvalidArgument
+// naming the tensor for unknown names, wrong shapes or dtypes, coverage out of
+// range, or a nonzero sum where nobody covered the coordinate.
+absl::StatusOr<protocols::TensorMap> MeanFromSum(const protocols::TensorMap& global, const protocols::TensorMap& sum,
+                                                 const std::vector<CoveredWeight>& participants);
 
 }  // namespace fedfm::aggregation
 

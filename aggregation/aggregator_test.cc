@@ -217,6 +217,7 @@ TEST(AggregatorTest, RejectsBadUpdatesNamingClientAndTensorAndFinishes) {
   unknown.delta.Set("not_a_tensor", Tensor::Zeros(DType::kF32, {3}));
   Update twice = LoraClient("good", 2, 4, rng);
   Update seeds{.client_id = "zo", .num_examples = 1, .kind = UpdateKind::kSeedScalars, .seed_scalars = {1, 2}};
+  Update empty{.client_id = "empty-client", .num_examples = 3};
   Update doubled = HeadClient("doubled-coverage", 1, rng);
   doubled.coverage.tensors.push_back({"head", -1, 0});
   doubled.delta.Set("lora_A", Tensor::Zeros(DType::kF32, {4, 3}));
@@ -235,6 +236,7 @@ TEST(AggregatorTest, RejectsBadUpdatesNamingClientAndTensorAndFinishes) {
       {&twice, {"good", "second update"}},
       {&seeds, {"zo", "seed pool"}},
       {&doubled, {"doubled-coverage", "head", "twice"}},
+      {&empty, {"empty-client", "covers no tensor"}},
   };
   for (const Bad& b : bad) {
     absl::Status s = agg->Accept(*b.update);
@@ -242,8 +244,8 @@ TEST(AggregatorTest, RejectsBadUpdatesNamingClientAndTensorAndFinishes) {
     for (const std::string& w : b.words) EXPECT_NE(s.message().find(w), std::string::npos) << w << " in: " << s;
   }
   EXPECT_EQ(agg->stats().accepted, 1);
-  EXPECT_EQ(agg->stats().dropped, 7);
-  EXPECT_EQ(agg->stats().drop_reasons.size(), 7u);
+  EXPECT_EQ(agg->stats().dropped, 8);
+  EXPECT_EQ(agg->stats().drop_reasons.size(), 8u);
   auto next = agg->Finish();
   ASSERT_TRUE(next.ok()) << next.status();
   // Only the good update counted.
@@ -389,6 +391,41 @@ TEST(AggregatorTest, FedAdamRoundsThroughTheAggregator) {
     y = *(*direct)->Step(y, delta);
     for (const std::string& name : global.names()) EXPECT_TRUE(x.at(name).Identical(y.at(name))) << name;
   }
+}
+
+TEST(AggregatorTest, MeanFromSecureSumMatchesTheStreamingMean) {
+  // What a SecAgg round hands the coordinator: the sum of weight-premultiplied
+  // deltas and the public (coverage, weight) of each participant.
+  std::mt19937 rng(8);
+  TensorMap global = Global();
+  std::vector<Update> updates = {LoraClient("a", 2, 2, rng), LoraClient("b", 5, 4, rng), HeadClient("c", 3, rng)};
+  TensorMap sum;
+  std::vector<CoveredWeight> participants;
+  auto agg = MakeFedAvg(global);
+  for (const Update& u : updates) {
+    ASSERT_TRUE(agg->Accept(u).ok());
+    participants.push_back({u.coverage, u.num_examples});
+    for (const auto& [name, t] : u.delta) {
+      if (!sum.Contains(name)) sum.Set(name, Tensor::Zeros(DType::kF64, t.shape()));
+      std::span<std::byte> bytes = sum.FindMutable(name)->mutable_bytes();
+      auto* acc = reinterpret_cast<double*>(bytes.data());
+      for (int64_t i = 0; i < t.numel(); ++i) acc[i] += static_cast<double>(t.floats()[i]) * u.num_examples;
+    }
+  }
+  auto delta = MeanFromSum(global, sum, participants);
+  ASSERT_TRUE(delta.ok()) << delta.status();
+  EXPECT_EQ(delta->names(), global.names());
+  TensorMap streamed = *agg->Finish();
+  for (const std::string& name : global.names()) {
+    std::vector<double> moved = Moved(global, streamed, name);
+    for (size_t i = 0; i < moved.size(); ++i) {
+      EXPECT_NEAR(delta->at(name).floats()[i], moved[i], 1e-5) << name << " " << i;
+    }
+  }
+  // A nonzero sum where nobody covered is a protocol error.
+  sum.Set("frozen", Tensor::FromFloats({2}, std::vector<float>{0, 1}));
+  auto bad = MeanFromSum(global, sum, participants);
+  EXPECT_NE(bad.status().message().find("\"frozen\" is nonzero at element 1"), std::string::npos) << bad.status();
 }
 
 }  // namespace
