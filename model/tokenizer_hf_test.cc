@@ -200,6 +200,39 @@ TEST(TokenizerHfTest, Gpt2ByteLevelWithPrefixSpace) {
   EXPECT_EQ((*loaded)->Encode("12345", false, false), (std::vector<int32_t>{32, 271, 51, 52, 53}));
 }
 
+// Reference ids from the Python `tokenizers` / `transformers` libraries for
+// small tokenizers of the Llama-3 and Qwen2 layouts (tools/make_hf_fixtures.py):
+// `ids` with add_special_tokens, `ids_no_special` without, `decoded` =
+// decode(ids_no_special, skip_special_tokens=True).
+TEST(TokenizerHfTest, MatchesTransformersOnLlama3AndQwen2Fixtures) {
+  struct Fixture {
+    const char* dir;
+    int32_t bos;
+    int32_t eos;
+    int32_t pad;
+  };
+  for (const Fixture& fixture : {Fixture{"tests/fixtures/hf_llama", 480, 481, 481},
+                                 Fixture{"tests/fixtures/hf_qwen2", -1, 480, 480}}) {
+    SCOPED_TRACE(fixture.dir);
+    auto tokenizer = LoadTokenizer(fixture.dir);
+    ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
+    EXPECT_EQ((*tokenizer)->bos_id(), fixture.bos);
+    EXPECT_EQ((*tokenizer)->eos_id(), fixture.eos);
+    EXPECT_EQ((*tokenizer)->pad_id(), fixture.pad);
+    json cases = ReadJson(std::string(fixture.dir) + "/tokenizer_cases.json");
+    ASSERT_TRUE(cases.is_array());
+    ASSERT_GE(cases.size(), 10u);
+    for (const json& c : cases) {
+      const std::string text = c["text"].get<std::string>();
+      const auto ids = c["ids"].get<std::vector<int32_t>>();
+      const auto plain = c["ids_no_special"].get<std::vector<int32_t>>();
+      EXPECT_EQ((*tokenizer)->Encode(text, /*add_bos=*/true, false), ids) << json(text);
+      EXPECT_EQ((*tokenizer)->Encode(text, false, false), plain) << json(text);
+      EXPECT_EQ((*tokenizer)->Decode(plain), c["decoded"].get<std::string>()) << json(text);
+    }
+  }
+}
+
 TEST(TokenizerHfTest, ReportsUnsupportedAndMalformedFiles) {
   json base = ReadJson(kTinyBpe);
   {
