@@ -98,6 +98,33 @@ struct RoundContext {
   uint64_t noise_seed = 0;
 };
 
+// One contributor to a secure sum: what the server knows of a client whose
+// values it only sees summed (all public).
+struct SecureSumContributor {
+  std::string client_id;
+  uint64_t num_examples = 0;
+  // kDense sums: where the client's values lie (its update's coverage).
+  protocols::Coverage coverage;
+};
+
+// The sum of several clients' contributions as secure aggregation reveals
+// it. Each client i contributed (w_i / weight_unit) · x_i, where x_i is its
+// delta (kDense) or its seed scalars (kSeedScalars) and w_i is the weight
+// Accept would give its update: num_examples, or 1 under DP. Pre-dividing by
+// a public weight_unit (e.g. the nominal local_steps · batch_size) keeps the
+// values in the fixed-point range of the secure sum.
+struct SecureSum {
+  protocols::UpdateKind kind = protocols::UpdateKind::kDense;
+  // kDense: Σ_i (w_i / weight_unit) · δ_i as F32 tensors at their global
+  // shapes, at least every tensor a contributor covers (zeros outside every
+  // contributor's coverage).
+  protocols::TensorMap delta;
+  // kSeedScalars: Σ_i (w_i / weight_unit) · s_i, K values.
+  std::vector<float> seed_scalars;
+  uint64_t weight_unit = 1;  // >= 1; must be 1 under DP
+  std::vector<SecureSumContributor> contributors;
+};
+
 // Combines one round's client updates into the next global state. Not
 // thread-safe; one instance per round.
 class Aggregator {
@@ -112,6 +139,26 @@ class Aggregator {
   // The update is then dropped and counted; the round goes on.
   // FailedPrecondition after Finish().
   virtual absl::Status Accept(const protocols::Update& update) = 0;
+
+  // Takes the contributions of several clients at once, as a secure sum
+  // (secure aggregation): Finish() then yields exactly what Accept() of each
+  // client's update would have (the same coverage-weighted mean, up to the
+  // rounding of the sum itself), and the contributors count as accepted
+  // updates. May be combined with Accept() of other clients' updates and
+  // with other secure sums in one round. Under central DP the server cannot
+  // clip what it cannot see: the contributors must have clipped their
+  // updates to dp.clip_norm themselves (the noise is still added by
+  // Finish). InvalidArgument (naming the client or the tensor; all the
+  // contributors are then dropped and counted) for an empty contributor
+  // list, a repeated or already-seen client id, zero examples, a coverage
+  // outside the global state, a sum tensor missing, unknown, misshapen or
+  // non-finite, a seed-scalar sum of the wrong length or in a round without
+  // a seed pool, or weight_unit 0 (or > 1 under DP). FailedPrecondition for
+  // a robust rule (it needs every update in the clear) or after Finish().
+  virtual absl::Status AcceptSecureSum(const SecureSum& sum) {
+    (void)sum;
+    return absl::UnimplementedError("this aggregator does not take secure sums");
+  }
 
   // The NEW global state: the one given to MakeAggregator moved by the server
   // optimizer along the round's pseudo-gradient, with the same tensor names,
