@@ -199,6 +199,16 @@ absl::StatusOr<Key> X25519Agree(const Key& private_key, const Key& peer_public_k
   return shared;
 }
 
+absl::Status CheckX25519PublicKey(const Key& public_key) {
+  // Low-order points give zero for every clamped scalar (a multiple of the
+  // cofactor 8), so one agreement with any fixed private key detects them.
+  Key probe;
+  probe.fill(0x5a);
+  absl::StatusOr<Key> shared = X25519Agree(probe, public_key);
+  if (!shared.ok()) return shared.status();
+  return absl::OkStatus();
+}
+
 // --- HKDF -----------------------------------------------------------------------
 
 absl::StatusOr<Bytes> HkdfSha256(ByteSpan ikm, ByteSpan salt, ByteSpan info, size_t length) {

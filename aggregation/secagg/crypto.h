@@ -70,6 +70,11 @@ absl::StatusOr<Key> X25519PublicKey(const Key& private_key);
 // the peer key is a low-order point (the result would be all zeros).
 absl::StatusOr<Key> X25519Agree(const Key& private_key, const Key& peer_public_key);
 
+// InvalidArgument if `public_key` is a low-order point, with which every
+// agreement would give the all-zero secret (a peer could use one to make its
+// neighbours abort). Costs one scalar multiplication.
+absl::Status CheckX25519PublicKey(const Key& public_key);
+
 // --- HKDF-SHA256 (RFC 5869) ---------------------------------------------------
 
 // Extract-then-expand; `length` in 1..255*32.

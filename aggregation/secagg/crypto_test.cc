@@ -71,6 +71,18 @@ TEST(CryptoTest, X25519RejectsLowOrderPoint) {
   EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+TEST(CryptoTest, CheckX25519PublicKeyRefusesLowOrderPoints) {
+  Key zero{};
+  Key one{};
+  one[0] = 1;  // u = 1: order 4
+  EXPECT_EQ(CheckX25519PublicKey(zero).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(CheckX25519PublicKey(one).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(
+      CheckX25519PublicKey(
+          KeyFromHex("de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f"))
+          .ok());
+}
+
 TEST(CryptoTest, GeneratedKeyPairsAgree) {
   auto rng = NewSeededRandom(KeyFromHex(std::string(64, 'a')));
   absl::StatusOr<X25519KeyPair> a = GenerateX25519KeyPair(*rng);

@@ -432,6 +432,16 @@ TEST_F(SecAggManualRound, DuplicateMessagesAreRejectedAndChangeNothing) {
   EXPECT_EQ(result->sum, PlainSum(inputs_, all));
 }
 
+TEST_F(SecAggManualRound, LowOrderPublicKeysAreRejected) {
+  Start();
+  absl::StatusOr<ClientKeys> k = clients_[1]->AdvertiseKeys();
+  ASSERT_TRUE(k.ok());
+  ClientKeys bad = *k;
+  bad.mask_public_key.fill(0);
+  EXPECT_EQ(server_->AcceptKeys(bad).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(server_->AcceptKeys(*k).ok());
+}
+
 TEST_F(SecAggManualRound, DuplicateKeysInRoundZeroAreRejected) {
   Start();
   absl::StatusOr<ClientKeys> k = clients_[3]->AdvertiseKeys();

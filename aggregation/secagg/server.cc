@@ -130,6 +130,13 @@ absl::Status SecAggServer::AcceptKeys(const ClientKeys& m) {
     return absl::AlreadyExistsError(
         absl::StrCat("secagg server: duplicate ClientKeys from client ", m.index));
   }
+  for (const Key* key : {&m.cipher_public_key, &m.mask_public_key}) {
+    absl::Status valid = CheckX25519PublicKey(*key);
+    if (!valid.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "secagg server: ClientKeys from client ", m.index, ": ", valid.message()));
+    }
+  }
   c.advertised = true;
   c.cipher_public_key = m.cipher_public_key;
   c.mask_public_key = m.mask_public_key;

@@ -62,7 +62,7 @@ class SecAggServer {
   SecAggServer(const SecAggServer&) = delete;
   SecAggServer& operator=(const SecAggServer&) = delete;
 
-  // Round 0.
+  // Round 0. InvalidArgument also for a low-order public key.
   absl::Status AcceptKeys(const ClientKeys& message);
   // Closes round 0: one NeighborKeys for each client that advertised and has
   // at least t neighbours that advertised too (iteratively), ascending.
