@@ -3,13 +3,11 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
-#include <functional>
-#include <thread>
-#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "protocols/check.h"
 #include "zeroth_order/internal/noise_math.h"
+#include "zeroth_order/internal/parallel.h"
 
 namespace fedfm::zeroth_order {
 namespace {
@@ -17,11 +15,10 @@ namespace {
 using internal::GaussianBlock;
 using internal::kGaussianPerBlock;
 using internal::kRademacherPerBlock;
+using internal::RunRanges;
 
 // Elements generated per stack buffer by the update functions.
 constexpr size_t kChunk = 1024;
-// Below this many elements per thread, threads cost more than they save.
-constexpr size_t kMinElementsPerThread = size_t{1} << 15;
 
 void FillGaussian(const NoiseStream& s, uint64_t offset, float* out, size_t n) {
   size_t i = 0;
@@ -59,25 +56,6 @@ void FillRademacher(const NoiseStream& s, uint64_t offset, float* out, size_t n)
     }
     i += take;
   }
-}
-
-// Runs fn(begin, end) over [0, n) split into contiguous ranges, one per thread.
-void RunRanges(size_t n, int num_threads, const std::function<void(size_t, size_t)>& fn) {
-  size_t threads = num_threads < 1 ? 1 : static_cast<size_t>(num_threads);
-  threads = std::min(threads, std::max<size_t>(1, n / kMinElementsPerThread));
-  if (threads <= 1) {
-    fn(0, n);
-    return;
-  }
-  std::vector<std::thread> workers;
-  workers.reserve(threads - 1);
-  const size_t per = (n + threads - 1) / threads;
-  for (size_t t = 1; t < threads; ++t) {
-    const size_t begin = std::min(n, t * per), end = std::min(n, begin + per);
-    workers.emplace_back([&fn, begin, end] { fn(begin, end); });
-  }
-  fn(0, std::min(n, per));
-  for (std::thread& w : workers) w.join();
 }
 
 }  // namespace
