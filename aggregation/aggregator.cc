@@ -131,6 +131,23 @@ class RoundAggregator : public Aggregator {
     return absl::OkStatus();
   }
 
+  absl::Status AcceptSecureSum(const SecureSum& sum) final {
+    if (finished_) return absl::FailedPreconditionError("a secure sum arrived after the round finished");
+    absl::Status valid = ValidateSecureSum(sum);
+    if (valid.ok()) valid = AddSecureSum(sum);
+    if (!valid.ok()) {
+      stats_.dropped += static_cast<int>(sum.contributors.size());
+      stats_.drop_reasons.push_back(std::string(valid.message()));
+      return valid;
+    }
+    for (const SecureSumContributor& c : sum.contributors) {
+      seen_.insert(c.client_id);
+      ++stats_.accepted;
+      stats_.accepted_examples += c.num_examples;
+    }
+    return absl::OkStatus();
+  }
+
   absl::StatusOr<TensorMap> Finish() final {
     if (finished_) return absl::FailedPreconditionError("Finish() called twice for one round");
     const int needed = std::max(1, context_.min_updates);
@@ -149,6 +166,8 @@ class RoundAggregator : public Aggregator {
   virtual absl::Status Add(const Update& update) = 0;
   // Δ over every tensor of the global state, in its order.
   virtual absl::StatusOr<TensorMap> PseudoGradient() = 0;
+  // Takes a validated secure sum into the round; as Add.
+  virtual absl::Status AddSecureSum(const SecureSum& sum) = 0;
 
   size_t K() const { return context_.seed_pool.size(); }
 
@@ -230,6 +249,72 @@ class RoundAggregator : public Aggregator {
     return absl::OkStatus();
   }
 
+  absl::Status ValidateSecureSum(const SecureSum& sum) const {
+    auto bad = [&](const std::string& what) {
+      return absl::InvalidArgumentError(absl::StrCat("secure sum of ", sum.contributors.size(), " clients: ", what));
+    };
+    if (sum.contributors.empty()) return bad("no contributors");
+    if (sum.weight_unit == 0) return bad("weight_unit is 0");
+    if (dp_.enabled && sum.weight_unit != 1) {
+      return bad(absl::StrCat("weight_unit is ", sum.weight_unit, ", but under DP every client weighs 1"));
+    }
+    std::set<std::string> ids;
+    for (const SecureSumContributor& c : sum.contributors) {
+      if (seen_.contains(c.client_id) || !ids.insert(c.client_id).second) {
+        return bad(absl::StrCat("client \"", c.client_id, "\" contributed twice in the same round"));
+      }
+      if (c.num_examples == 0) return bad(absl::StrCat("client \"", c.client_id, "\" has num_examples 0"));
+    }
+    if (sum.kind == UpdateKind::kSeedScalars) {
+      if (K() == 0) return bad("a seed-scalar sum in a round without a seed pool");
+      if (sum.seed_scalars.size() != K()) {
+        return bad(absl::StrCat("holds ", sum.seed_scalars.size(), " seed scalars, the round's pool has ", K()));
+      }
+      for (size_t k = 0; k < K(); ++k) {
+        if (!std::isfinite(sum.seed_scalars[k])) return bad(absl::StrCat("seed scalar ", k, " is not finite"));
+      }
+      return absl::OkStatus();
+    }
+    for (const auto& [name, t] : sum.delta) {
+      const Tensor* g = global_.Find(name);
+      if (g == nullptr) return bad(absl::StrCat("tensor \"", name, "\" is not part of the global state"));
+      if (t.dtype() != DType::kF32 || t.shape() != g->shape()) {
+        return bad(absl::StrCat("tensor \"", name, "\" is ", protocols::DTypeName(t.dtype()), " ",
+                                protocols::ShapeString(t.shape()), ", expected F32 ",
+                                protocols::ShapeString(g->shape())));
+      }
+      std::span<const float> v = t.floats();
+      for (size_t i = 0; i < v.size(); ++i) {
+        if (!std::isfinite(v[i])) return bad(absl::StrCat("tensor \"", name, "\" element ", i, " is not finite"));
+      }
+    }
+    for (const SecureSumContributor& c : sum.contributors) {
+      if (c.coverage.tensors.empty()) return bad(absl::StrCat("client \"", c.client_id, "\" covers no tensor"));
+      std::set<std::string> names;
+      for (const TensorCoverage& tc : c.coverage.tensors) {
+        const Tensor* g = global_.Find(tc.name);
+        if (g == nullptr) {
+          return bad(absl::StrCat("client \"", c.client_id, "\" covers tensor \"", tc.name,
+                                  "\", which is not part of the global state"));
+        }
+        if (tc.rank_dim >= 0 && (tc.rank_dim >= static_cast<int>(g->shape().size()) || tc.rank < 1 ||
+                                 tc.rank > g->shape()[tc.rank_dim])) {
+          return bad(absl::StrCat("client \"", c.client_id, "\": tensor \"", tc.name, "\": coverage rank ",
+                                  tc.rank, " along dim ", tc.rank_dim, " is outside shape ",
+                                  protocols::ShapeString(g->shape())));
+        }
+        if (!names.insert(tc.name).second) {
+          return bad(absl::StrCat("client \"", c.client_id, "\" lists tensor \"", tc.name, "\" twice"));
+        }
+        if (sum.delta.Find(tc.name) == nullptr) {
+          return bad(absl::StrCat("tensor \"", tc.name, "\" is covered by client \"", c.client_id,
+                                  "\" but missing from the sum"));
+        }
+      }
+    }
+    return absl::OkStatus();
+  }
+
   AggregationStats stats_;
   std::set<std::string> seen_;
   bool finished_ = false;
@@ -279,6 +364,41 @@ class MeanAggregator final : public RoundAggregator {
       ForEachCoveredRun(t.shape(), key, [&](int64_t begin, int64_t length) {
         s.sum.AddRange(begin, v.subspan(begin, length), w);
       });
+    }
+    return absl::OkStatus();
+  }
+
+  // The sum holds Σ_i (w_i / unit) x_i; the accumulators hold Σ_i w_i x_i,
+  // so the sum enters with the integer weight `unit` (exact, like Add), and
+  // each contributor's coverage with its own weight w_i.
+  absl::Status AddSecureSum(const SecureSum& sum) override {
+    uint64_t total = total_weight_;
+    for (const SecureSumContributor& c : sum.contributors) {
+      const uint64_t w = dp_.enabled ? 1 : c.num_examples;
+      if (__builtin_add_overflow(total, w, &total)) {
+        return absl::InvalidArgumentError(absl::StrCat("secure sum: num_examples ", c.num_examples, " of client \"",
+                                                       c.client_id, "\" overflows the round's total weight"));
+      }
+    }
+    total_weight_ = total;
+    if (sum.kind == UpdateKind::kSeedScalars) {
+      if (seed_sum_.size() == 0) seed_sum_ = internal::ExactSumVector(static_cast<int64_t>(K()));
+      seed_sum_.AddRange(0, sum.seed_scalars, sum.weight_unit);
+      for (const SecureSumContributor& c : sum.contributors) seed_weight_ += dp_.enabled ? 1 : c.num_examples;
+      return absl::OkStatus();
+    }
+    std::set<std::string> covered;
+    for (const SecureSumContributor& c : sum.contributors) {
+      const uint64_t w = dp_.enabled ? 1 : c.num_examples;
+      for (const TensorCoverage& tc : c.coverage.tensors) {
+        Sums(index_.at(tc.name)).profile[KeyOf(tc, global_.at(tc.name).shape())] += w;
+        covered.insert(tc.name);
+      }
+    }
+    // Elements outside every contributor's coverage are zero in a well-formed
+    // sum; they get weight 0 below, so a tensor nobody covered is skipped.
+    for (const auto& [name, t] : sum.delta) {
+      if (covered.contains(name)) Sums(index_.at(name)).sum.AddRange(0, t.floats(), sum.weight_unit);
     }
     return absl::OkStatus();
   }
@@ -359,6 +479,11 @@ class RobustAggregator final : public RoundAggregator {
   absl::Status Add(const Update& u) override {
     (u.kind == UpdateKind::kDense ? dense_ : seeds_).emplace(u.client_id, u);
     return absl::OkStatus();
+  }
+
+  absl::Status AddSecureSum(const SecureSum&) override {
+    return absl::FailedPreconditionError(absl::StrCat("aggregation.robust = \"", options_.robust,
+                                                      "\" needs every update in the clear; it cannot take a secure sum"));
   }
 
   // Δ per element as a (value, count) pair: the robust value over `count`
