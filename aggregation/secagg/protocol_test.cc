@@ -28,13 +28,14 @@ Key Seed(uint8_t tag) {
   return k;
 }
 
-RoundConfig Config(int n, int k, double threshold, uint64_t round_id = 42, uint8_t seed = 1) {
+RoundConfig Config(int n, int k, double threshold, uint64_t round_id = 42, uint8_t seed = 1,
+                   int64_t params_per_client = kParams) {
   SecAggParams params;
   params.round_id = round_id;
   params.num_clients = n;
   params.num_neighbors = k;
   params.threshold = threshold;
-  params.vector_length = kParams;
+  params.vector_length = params_per_client;
   params.graph_seed = Seed(seed);
   absl::StatusOr<RoundConfig> config = MakeRoundConfig(params);
   EXPECT_TRUE(config.ok()) << config.status();
@@ -42,13 +43,13 @@ RoundConfig Config(int n, int k, double threshold, uint64_t round_id = 42, uint8
 }
 
 // Random float updates in [-1.2, 1.2] (some clipped), fixed-point encoded.
-std::vector<std::vector<uint32_t>> EncodedInputs(int n, uint32_t seed) {
+std::vector<std::vector<uint32_t>> EncodedInputs(int n, uint32_t seed, int64_t p = kParams) {
   absl::StatusOr<FixedPointCodec> codec = FixedPointCodec::Create(1.0, 16, n);
   EXPECT_TRUE(codec.ok());
   std::mt19937 gen(seed);
   std::uniform_real_distribution<float> dist(-1.2f, 1.2f);
-  std::vector<std::vector<uint32_t>> inputs(n, std::vector<uint32_t>(kParams));
-  std::vector<float> values(kParams);
+  std::vector<std::vector<uint32_t>> inputs(n, std::vector<uint32_t>(p));
+  std::vector<float> values(p);
   for (auto& input : inputs) {
     for (float& v : values) v = dist(gen);
     EXPECT_TRUE(codec->Encode(values, input).ok());
@@ -58,18 +59,20 @@ std::vector<std::vector<uint32_t>> EncodedInputs(int n, uint32_t seed) {
 
 std::vector<uint32_t> PlainSum(const std::vector<std::vector<uint32_t>>& inputs,
                                const std::vector<uint32_t>& included) {
-  std::vector<uint32_t> sum(kParams, 0);
+  std::vector<uint32_t> sum(inputs[0].size(), 0);
   for (uint32_t u : included) {
-    for (int64_t i = 0; i < kParams; ++i) sum[i] += inputs[u][i];
+    for (size_t i = 0; i < sum.size(); ++i) sum[i] += inputs[u][i];
   }
   return sum;
 }
 
 absl::StatusOr<InProcessReport> RunRound(const RoundConfig& config,
                                     const std::vector<std::vector<uint32_t>>& inputs,
-                                    const std::vector<DropPoint>& drops) {
+                                    const std::vector<DropPoint>& drops, int threads = 1) {
   InProcessOptions options;
   options.client_seed = Seed(99);
+  options.server_threads = threads;
+  options.client_threads = threads;
   InputFn input = [&](uint32_t u, std::span<uint32_t> out) {
     std::copy(inputs[u].begin(), inputs[u].end(), out.begin());
     return absl::OkStatus();
@@ -183,6 +186,22 @@ TEST(SecAggProtocolTest, DropoutsAtAllRoundsTogether) {
   EXPECT_EQ(report->result.included.size(), 16u);
   EXPECT_EQ(report->result.sum, PlainSum(inputs, report->result.included));
   EXPECT_EQ(report->phases[kUnmaskRound].clients, 14);
+}
+
+TEST(SecAggProtocolTest, ThreadedMaskingGivesTheSameSum) {
+  // Long enough (3+ chunks of 16384 words) for the threads to split the work.
+  const int n = 6;
+  const int64_t p = 50001;
+  RoundConfig config = Config(n, 4, 0.5, 42, 1, p);
+  auto inputs = EncodedInputs(n, 10, p);
+  std::vector<DropPoint> drops(n);
+  drops[4] = DropPoint::kAfterShareKeys;
+  auto single = RunRound(config, inputs, drops, 1);
+  auto threaded = RunRound(config, inputs, drops, 3);
+  ASSERT_TRUE(single.ok()) << single.status();
+  ASSERT_TRUE(threaded.ok()) << threaded.status();
+  EXPECT_EQ(threaded->result.sum, single->result.sum);
+  EXPECT_EQ(threaded->result.sum, PlainSum(inputs, threaded->result.included));
 }
 
 TEST(SecAggProtocolTest, ReproducibleFromClientSeed) {
