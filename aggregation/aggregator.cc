@@ -1,7 +1,6 @@
 #include "aggregation/aggregator.h"
 
 #include <cmath>
-#include <cstring>
 #include <map>
 #include <set>
 #include <span>
@@ -682,69 +681,6 @@ absl::StatusOr<Robust> ParseRobust(const AggregationOptions& o) {
 }
 
 }  // namespace
-
-absl::StatusOr<TensorMap> MeanFromSum(const TensorMap& global, const TensorMap& sum,
-                                      const std::vector<CoveredWeight>& participants) {
-  for (const auto& [name, t] : sum) {
-    const Tensor* g = global.Find(name);
-    if (g == nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat("summed tensor \"", name, "\" is not part of the global state"));
-    }
-    if ((t.dtype() != DType::kF32 && t.dtype() != DType::kF64) || t.shape() != g->shape()) {
-      return absl::InvalidArgumentError(absl::StrCat("summed tensor \"", name, "\" is ", protocols::DTypeName(t.dtype()),
-                                                     " ", protocols::ShapeString(t.shape()), ", expected F32 or F64 ",
-                                                     protocols::ShapeString(g->shape())));
-    }
-  }
-  std::unordered_map<std::string, std::map<CoverageKey, uint64_t>> profiles;
-  for (const CoveredWeight& p : participants) {
-    for (const TensorCoverage& c : p.coverage.tensors) {
-      const Tensor* g = global.Find(c.name);
-      if (g == nullptr) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("coverage names tensor \"", c.name, "\", which is not part of the global state"));
-      }
-      if (c.rank_dim >= 0 && (c.rank_dim >= static_cast<int>(g->shape().size()) || c.rank < 1 ||
-                              c.rank > g->shape()[c.rank_dim])) {
-        return absl::InvalidArgumentError(absl::StrCat("tensor \"", c.name, "\": coverage rank ", c.rank, " along dim ",
-                                                       c.rank_dim, " is outside shape ",
-                                                       protocols::ShapeString(g->shape())));
-      }
-      profiles[c.name][KeyOf(c, g->shape())] += p.weight;
-    }
-  }
-  TensorMap delta;
-  for (const auto& [name, g] : global) {
-    Tensor d = Tensor::Zeros(DType::kF32, g.shape());
-    const Tensor* s = sum.Find(name);
-    if (s != nullptr) {
-      const bool f64 = s->dtype() == DType::kF64;
-      const std::byte* raw = s->bytes().data();
-      auto value = [&](int64_t i) {
-        if (!f64) return static_cast<double>(s->floats()[i]);
-        double x;
-        std::memcpy(&x, raw + i * sizeof(double), sizeof(double));
-        return x;
-      };
-      auto it = profiles.find(name);
-      const std::vector<uint64_t> w = it == profiles.end() ? std::vector<uint64_t>(g.numel(), 0)
-                                                           : ElementWeights(g.shape(), g.numel(), it->second);
-      std::span<float> out = d.mutable_floats();
-      for (int64_t i = 0; i < g.numel(); ++i) {
-        if (w[i] == 0) {
-          if (value(i) != 0.0) {
-            return absl::InvalidArgumentError(absl::StrCat("summed tensor \"", name, "\" is nonzero at element ", i,
-                                                           ", which no participant covered"));
-          }
-          continue;
-        }
-        out[i] = static_cast<float>(value(i) / static_cast<double>(w[i]));
-      }
-    }
-    delta.Set(name, std::move(d));
-  }
-  return delta;
-}
 
 absl::StatusOr<std::unique_ptr<Aggregator>> MakeAggregator(const AggregationOptions& options,
                                                            const TensorMap& global_state,

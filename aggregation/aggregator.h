@@ -25,9 +25,11 @@
 // id. A client id seen twice in one round is rejected (the first one stays),
 // so order independence holds for rounds of distinct client ids.
 //
-// Memory. Mean (FedAvg and every server optimizer): O(model) — 18 bytes per
-// covered coordinate of accumulator, independent of the number of clients;
-// a dropped update costs nothing. Robust rules (median, trimmed_mean, krum,
+// Memory. Mean (FedAvg and every server optimizer): O(model), independent of
+// the number of clients — an exact accumulator of 18 bytes per element of each
+// tensor that some accepted update touches, released tensor by tensor while
+// Finish() builds Δ; a dropped update costs nothing. Cost: ~10-20 ns per
+// element per update on one core (vs ~2 for a plain double sum). Robust rules (median, trimmed_mean, krum,
 // multi_krum) need every update at once: O(clients × model). They are meant
 // for plaintext rounds; configuration rejects them together with secagg.
 //
@@ -178,24 +180,6 @@ class Aggregator {
 absl::StatusOr<std::unique_ptr<Aggregator>> MakeAggregator(const protocols::AggregationOptions& options,
                                                            const protocols::TensorMap& global_state,
                                                            const RoundContext& context);
-
-// One participant of a round whose values the server only sees summed
-// (secure aggregation): its public coverage and its weight.
-struct CoveredWeight {
-  protocols::Coverage coverage;
-  uint64_t weight = 0;
-};
-
-// The coverage-aware mean from an already-summed update (the unmasked SecAgg
-// sum of weight-premultiplied deltas): Δ[i] = sum[i] / W[i], where W[i] is the
-// total weight of the participants whose coverage includes i, and 0 where
-// nobody covered i. Feed the result to ServerOptimizer::Step. `sum` holds F32
-// or F64 tensors of the global shapes (absent tensors count as zero); the
-// result holds every global tensor, F32, in global order. InvalidArgument
-// naming the tensor for unknown names, wrong shapes or dtypes, coverage out of
-// range, or a nonzero sum where nobody covered the coordinate.
-absl::StatusOr<protocols::TensorMap> MeanFromSum(const protocols::TensorMap& global, const protocols::TensorMap& sum,
-                                                 const std::vector<CoveredWeight>& participants);
 
 }  // namespace fedfm::aggregation
 

@@ -393,40 +393,5 @@ TEST(AggregatorTest, FedAdamRoundsThroughTheAggregator) {
   }
 }
 
-TEST(AggregatorTest, MeanFromSecureSumMatchesTheStreamingMean) {
-  // What a SecAgg round hands the coordinator: the sum of weight-premultiplied
-  // deltas and the public (coverage, weight) of each participant.
-  std::mt19937 rng(8);
-  TensorMap global = Global();
-  std::vector<Update> updates = {LoraClient("a", 2, 2, rng), LoraClient("b", 5, 4, rng), HeadClient("c", 3, rng)};
-  TensorMap sum;
-  std::vector<CoveredWeight> participants;
-  auto agg = MakeFedAvg(global);
-  for (const Update& u : updates) {
-    ASSERT_TRUE(agg->Accept(u).ok());
-    participants.push_back({u.coverage, u.num_examples});
-    for (const auto& [name, t] : u.delta) {
-      if (!sum.Contains(name)) sum.Set(name, Tensor::Zeros(DType::kF64, t.shape()));
-      std::span<std::byte> bytes = sum.FindMutable(name)->mutable_bytes();
-      auto* acc = reinterpret_cast<double*>(bytes.data());
-      for (int64_t i = 0; i < t.numel(); ++i) acc[i] += static_cast<double>(t.floats()[i]) * u.num_examples;
-    }
-  }
-  auto delta = MeanFromSum(global, sum, participants);
-  ASSERT_TRUE(delta.ok()) << delta.status();
-  EXPECT_EQ(delta->names(), global.names());
-  TensorMap streamed = *agg->Finish();
-  for (const std::string& name : global.names()) {
-    std::vector<double> moved = Moved(global, streamed, name);
-    for (size_t i = 0; i < moved.size(); ++i) {
-      EXPECT_NEAR(delta->at(name).floats()[i], moved[i], 1e-5) << name << " " << i;
-    }
-  }
-  // A nonzero sum where nobody covered is a protocol error.
-  sum.Set("frozen", Tensor::FromFloats({2}, std::vector<float>{0, 1}));
-  auto bad = MeanFromSum(global, sum, participants);
-  EXPECT_NE(bad.status().message().find("\"frozen\" is nonzero at element 1"), std::string::npos) << bad.status();
-}
-
 }  // namespace
 }  // namespace fedfm::aggregation

@@ -168,6 +168,53 @@ TEST(DpCentralAggregationTest, NoiseIsSeededAndHasStddevSigmaCOverCount) {
   EXPECT_NEAR(var, target, 0.08 * target);
 }
 
+class IdentityReplay : public SeedReplay {
+ public:
+  // delta["a"][k] = weights[k]: the mean scalars land in "a" unchanged.
+  absl::Status Apply(const std::vector<uint64_t>&, const std::vector<float>& weights, TensorMap& delta) override {
+    Tensor t = Tensor::Zeros(DType::kF32, {3});
+    for (size_t k = 0; k < weights.size(); ++k) t.mutable_floats()[k] = weights[k];
+    delta.Set("a", t);
+    return absl::OkStatus();
+  }
+};
+
+TEST(DpCentralAggregationTest, ClipsSeedScalarVectors) {
+  DpOptions dp{.enabled = true, .mode = "central", .clip_norm = 1.0, .noise_multiplier = 0.0};
+  IdentityReplay replay;
+  auto agg = MakeAggregator(AggregationOptions{}, Global(),
+                            RoundContext{.seed_pool = {7, 8, 9}, .seed_replay = &replay, .dp = &dp});
+  ASSERT_TRUE(agg.ok()) << agg.status();
+  Update z1{.client_id = "z1", .num_examples = 50, .kind = UpdateKind::kSeedScalars, .seed_scalars = {3, 4, 0}};
+  Update z2{.client_id = "z2", .num_examples = 1, .kind = UpdateKind::kSeedScalars, .seed_scalars = {0, 0, 0.5f}};
+  ASSERT_TRUE((*agg)->Accept(z1).ok());
+  ASSERT_TRUE((*agg)->Accept(z2).ok());
+  auto next = (*agg)->Finish();
+  ASSERT_TRUE(next.ok()) << next.status();
+  // z1 clipped to (0.6, 0.8, 0); equal weights: mean (0.3, 0.4, 0.25).
+  std::span<const float> a = next->at("a").floats();
+  EXPECT_NEAR(a[0], 0.3, 1e-6);
+  EXPECT_NEAR(a[1], 0.4, 1e-6);
+  EXPECT_NEAR(a[2], 0.25, 1e-6);
+}
+
+TEST(DpDistributedAggregationTest, ServerNeitherClipsNorNoisesButWeighsEqually) {
+  DpOptions dp{.enabled = true, .mode = "distributed", .clip_norm = 1.0, .noise_multiplier = 3.0};
+  auto agg = MakeAggregator(AggregationOptions{}, Global(), RoundContext{.dp = &dp, .noise_seed = 1});
+  ASSERT_TRUE(agg.ok()) << agg.status();
+  Update x = Dense("x", {30, 0, 0}, {0, 0, 0, 0});
+  x.num_examples = 100;
+  Update y = Dense("y", {10, 2, 0}, {0, 0, 0, 0});
+  y.num_examples = 1;
+  ASSERT_TRUE((*agg)->Accept(x).ok());
+  ASSERT_TRUE((*agg)->Accept(y).ok());
+  auto next = (*agg)->Finish();
+  ASSERT_TRUE(next.ok()) << next.status();
+  EXPECT_EQ(next->at("a").floats()[0], 20.0f);  // (30 + 10) / 2: no clip, no noise, no example weights
+  EXPECT_EQ(next->at("a").floats()[1], 1.0f);
+  EXPECT_EQ(next->at("a").floats()[2], 0.0f);
+}
+
 TEST(DpCentralAggregationTest, RejectsBadOptions) {
   DpOptions dp{.enabled = true, .mode = "local"};
   EXPECT_FALSE(MakeAggregator(AggregationOptions{}, Global(), RoundContext{.dp = &dp}).ok());
