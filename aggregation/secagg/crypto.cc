@@ -400,6 +400,52 @@ Key Sha256(ByteSpan data) {
   return digest;
 }
 
+// --- HMAC-SHA256 -------------------------------------------------------------------
+
+namespace {
+EVP_MAC* Hmac() {
+  static EVP_MAC* mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
+  FEDFM_CHECK_MSG(mac != nullptr, "OpenSSL has no HMAC");
+  return mac;
+}
+}  // namespace
+
+struct HmacSha256Stream::Impl {
+  EVP_MAC_CTX* ctx = nullptr;
+  ~Impl() { EVP_MAC_CTX_free(ctx); }
+};
+
+HmacSha256Stream::HmacSha256Stream(ByteSpan key) : impl_(std::make_unique<Impl>()) {
+  impl_->ctx = EVP_MAC_CTX_new(Hmac());
+  FEDFM_CHECK_MSG(impl_->ctx != nullptr, "EVP_MAC_CTX_new");
+  char digest[] = "SHA256";
+  OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+                         OSSL_PARAM_construct_end()};
+  FEDFM_CHECK_MSG(EVP_MAC_init(impl_->ctx, NonNull(key), key.size(), params) == 1, "HMAC-SHA256 init");
+}
+HmacSha256Stream::HmacSha256Stream(HmacSha256Stream&&) noexcept = default;
+HmacSha256Stream& HmacSha256Stream::operator=(HmacSha256Stream&&) noexcept = default;
+HmacSha256Stream::~HmacSha256Stream() = default;
+
+void HmacSha256Stream::Update(ByteSpan data) {
+  if (data.empty()) return;
+  FEDFM_CHECK_MSG(EVP_MAC_update(impl_->ctx, data.data(), data.size()) == 1, "HMAC-SHA256 update");
+}
+
+Key HmacSha256Stream::Finish() {
+  Key out;
+  size_t len = 0;
+  FEDFM_CHECK_MSG(EVP_MAC_final(impl_->ctx, out.data(), &len, out.size()) == 1 && len == out.size(),
+                  "HMAC-SHA256 final");
+  return out;
+}
+
+Key HmacSha256(ByteSpan key, ByteSpan data) {
+  HmacSha256Stream stream(key);
+  stream.Update(data);
+  return stream.Finish();
+}
+
 void SecureZero(std::span<uint8_t> bytes) {
   if (!bytes.empty()) OPENSSL_cleanse(bytes.data(), bytes.size());
 }

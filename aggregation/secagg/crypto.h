@@ -6,6 +6,7 @@
 //   AesGcmSeal/Open   AES-256-GCM with a random 96-bit nonce and associated data
 //   MaskPrg           AES-256-CTR keystream as a pseudo-random uint32 vector
 //   Sha256            digest
+//   HmacSha256        message authentication (RFC 2104), one-shot or streamed
 //   RandomSource      CSPRNG (OpenSSL RAND_bytes), or a seeded stream for
 //                     reproducible simulations and tests
 //
@@ -130,6 +131,30 @@ class MaskPrg {
 // --- SHA-256 --------------------------------------------------------------------
 
 Key Sha256(ByteSpan data);
+
+// --- HMAC-SHA256 (RFC 2104) ------------------------------------------------------
+
+// The MAC of `data` under `key` (any length; keys longer than 64 bytes are
+// hashed first, as RFC 2104 says). Authenticates the coordinator's client
+// requests (client secret = key).
+Key HmacSha256(ByteSpan key, ByteSpan data);
+
+// The same MAC over data that arrives in pieces (a streamed upload):
+// Update(a); Update(b); Finish() == HmacSha256(key, a || b). Finish once.
+class HmacSha256Stream {
+ public:
+  explicit HmacSha256Stream(ByteSpan key);
+  HmacSha256Stream(HmacSha256Stream&&) noexcept;
+  HmacSha256Stream& operator=(HmacSha256Stream&&) noexcept;
+  ~HmacSha256Stream();
+
+  void Update(ByteSpan data);
+  Key Finish();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
 
 // Overwrites `bytes` with zeros in a way the compiler may not elide
 // (OPENSSL_cleanse), for secrets that are no longer needed.

@@ -173,6 +173,27 @@ TEST(CryptoTest, Sha256Abc) {
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 }
 
+// RFC 4231 test cases 1, 2 and 6 (a key longer than the block size), and the
+// streamed form split at every offset of case 2.
+TEST(CryptoTest, HmacSha256Rfc4231) {
+  EXPECT_EQ(ToHex(HmacSha256(FromHex("0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b"), AsBytes("Hi There"))),
+            "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
+  EXPECT_EQ(ToHex(HmacSha256(AsBytes("Jefe"), AsBytes("what do ya want for nothing?"))),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+  const Bytes long_key(131, 0xaa);
+  EXPECT_EQ(ToHex(HmacSha256(long_key, AsBytes("Test Using Larger Than Block-Size Key - Hash Key First"))),
+            "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
+  const std::string msg = "what do ya want for nothing?";
+  for (size_t split = 0; split <= msg.size(); ++split) {
+    HmacSha256Stream stream(AsBytes("Jefe"));
+    stream.Update(AsBytes(msg.substr(0, split)));
+    stream.Update(AsBytes(msg.substr(split)));
+    EXPECT_EQ(ToHex(stream.Finish()), "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
+        << split;
+  }
+  EXPECT_NE(HmacSha256(AsBytes("Jefe"), AsBytes(msg)), HmacSha256(AsBytes("Jeff"), AsBytes(msg)));
+}
+
 // Pins the PRG's definition: the AES-256-CTR keystream (zero initial counter)
 // as little-endian words. Reference bytes from the OpenSSL command line:
 //   head -c 64 /dev/zero | openssl enc -aes-256-ctr -nosalt \
