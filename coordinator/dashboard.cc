@@ -4,6 +4,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
+#include <limits>
 #include <optional>
 #include <string_view>
 #include <utility>
@@ -141,7 +142,8 @@ HttpResponse Handle(DashboardSource& source, const HttpRequest& request) {
   if (path == "/dygraph.min.js") return Asset(embedded::DygraphMinJs(), "text/javascript; charset=utf-8");
   if (path == "/dygraph.min.css") return Asset(embedded::DygraphMinCss(), "text/css; charset=utf-8");
   if (path == "/api/status" || path == "/metrics") {
-    int64_t after_round = -1;
+    // /metrics needs no per-round history: only totals and the last round.
+    int64_t after_round = path == "/metrics" ? std::numeric_limits<int64_t>::max() : -1;
     if (path == "/api/status") {
       if (std::optional<std::string_view> since = QueryValue(request.query, "since")) {
         auto [end, ec] = std::from_chars(since->data(), since->data() + since->size(), after_round);
@@ -198,6 +200,7 @@ absl::StatusOr<DashboardSnapshot> InMemoryDashboardSource::Snapshot(int64_t afte
   snapshot.history.assign(first, history_.end());
   snapshot.history_size = static_cast<int64_t>(history_.size());
   snapshot.totals = totals_;
+  if (!history_.empty()) snapshot.last_round = history_.back();
   return snapshot;
 }
 
@@ -276,11 +279,9 @@ std::string DashboardPrometheusText(const DashboardSnapshot& snapshot) {
     PromSample(out, "fedfm_round_participants", MethodLabel(method),
                it == s.participants.end() ? int64_t{0} : it->second);
   }
-  if (!snapshot.history.empty()) {
-    // Only when the snapshot holds the latest round (it always does for a
-    // full snapshot, which /metrics takes).
+  if (snapshot.last_round.has_value()) {
     PromFamily(out, "fedfm_round_duration_seconds", "gauge", "Wall duration of the latest finished round.");
-    PromSample(out, "fedfm_round_duration_seconds", "", snapshot.history.back().duration_s);
+    PromSample(out, "fedfm_round_duration_seconds", "", snapshot.last_round->duration_s);
   }
   PromFamily(out, "fedfm_participants_total", "counter", "Accepted client updates over all rounds, by method.");
   for (Method method : kMethods) {

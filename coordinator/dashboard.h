@@ -22,6 +22,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -88,6 +89,9 @@ struct DashboardSnapshot {
   // Totals over every recorded round, whatever `after_round` was.
   int64_t history_size = 0;  // rounds recorded
   std::map<protocols::Method, MethodStats> totals;
+  // The latest recorded round, whatever `after_round` was; nullopt before
+  // the first.
+  std::optional<RoundSummary> last_round;
 };
 
 // What the dashboard reads. Implemented by the round engine or the store,
@@ -96,8 +100,9 @@ struct DashboardSnapshot {
 class DashboardSource {
  public:
   virtual ~DashboardSource() = default;
-  // The status, the rounds numbered above `after_round` (pass -1 for all),
-  // and totals over all rounds. An error (say the store is unreadable) is
+  // The status, the rounds numbered above `after_round` (pass -1 for all,
+  // INT64_MAX for none: /metrics needs only totals and the last round), and
+  // totals over all rounds. An error (say the store is unreadable) is
   // answered with HTTP 500 carrying the message.
   virtual absl::StatusOr<DashboardSnapshot> Snapshot(int64_t after_round) = 0;
 };
@@ -158,7 +163,7 @@ std::string DashboardStatusJson(const DashboardSnapshot& snapshot);
 //                                                latest train_loss (absent if neither)
 //   fedfm_round_metric{name}                     gauge, each latest metric
 //   fedfm_round_participants{method}             gauge, round in progress
-//   fedfm_round_duration_seconds                 gauge, latest recorded round
+//   fedfm_round_duration_seconds                 gauge, last_round (absent before one)
 //   fedfm_participants_total{method}             counter
 //   fedfm_bytes_up_total{method}, fedfm_bytes_down_total{method}  counters
 // Every method ("lora", "partial", "zo") is always listed, 0 when unused.

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <limits>
 #include <map>
+#include <mutex>
 #include <random>
 #include <regex>
 #include <set>
@@ -357,6 +358,45 @@ TEST_F(DashboardServerTest, UnknownPathsAre404AndWritesAre405) {
   RawConnection connection(port());
   ASSERT_TRUE(connection.Send("GET / HTTP/1.1\r\nX: " + std::string(20'000, 'x') + "\r\n\r\n"));
   EXPECT_EQ(testing::ParseResponse(connection.ReadAll()).status, 431);
+}
+
+// Records what each request asked of the source.
+class RecordingSource final : public DashboardSource {
+ public:
+  absl::StatusOr<DashboardSnapshot> Snapshot(int64_t after_round) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    asked_.push_back(after_round);
+    return inner.Snapshot(after_round);
+  }
+  std::vector<int64_t> asked() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return asked_;
+  }
+  InMemoryDashboardSource inner;
+
+ private:
+  std::mutex mu_;
+  std::vector<int64_t> asked_;
+};
+
+TEST(DashboardServerSnapshotTest, MetricsAsksForNoHistory) {
+  RecordingSource source;
+  std::mt19937 rng(5);
+  std::vector<RoundSummary> rounds = RandomRounds(4, rng);
+  for (const RoundSummary& round : rounds) source.inner.AddRound(round);
+  absl::StatusOr<std::unique_ptr<HttpServer>> server = StartDashboard("127.0.0.1:0", &source);
+  ASSERT_TRUE(server.ok());
+  std::map<std::string, std::string> samples = ParseExposition(Get((*server)->port(), "/metrics").body);
+  EXPECT_EQ(std::stod(samples.at("fedfm_round_duration_seconds")), rounds.back().duration_s);
+  EXPECT_EQ(samples.at("fedfm_rounds_total"), "4");
+  Get((*server)->port(), "/api/status?since=2");
+  Get((*server)->port(), "/api/status");
+  EXPECT_EQ(source.asked(), (std::vector<int64_t>{std::numeric_limits<int64_t>::max(), 2, -1}));
+  // The last round comes with every snapshot, history or not.
+  absl::StatusOr<DashboardSnapshot> none = source.inner.Snapshot(std::numeric_limits<int64_t>::max());
+  EXPECT_TRUE(none->history.empty());
+  ASSERT_TRUE(none->last_round.has_value());
+  EXPECT_EQ(none->last_round->round, 4);
 }
 
 class FailingSource final : public DashboardSource {

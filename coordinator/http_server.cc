@@ -281,6 +281,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
         [self = shared_from_this(), old_size](asio::error_code ec, std::size_t n) {
           self->buffer_.resize(old_size + (ec ? 0 : n));
           if (ec) return self->Close();
+          if (self->idle_ && n > 0) {
+            // The next request has begun: it gets the request timeout.
+            self->idle_ = false;
+            self->ArmTimer(std::chrono::milliseconds(self->options_.request_timeout_ms));
+          }
           self->ProcessBuffer();
         });
   }
@@ -299,7 +304,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     asio::async_write(socket_, asio::buffer(out_), [self = shared_from_this()](asio::error_code ec, std::size_t) {
       if (ec) return self->Close();
       if (!self->keep_alive_) return self->Drain();
-      self->ArmTimer(std::chrono::milliseconds(self->options_.idle_timeout_ms));
+      self->idle_ = self->buffer_.empty();
+      self->ArmTimer(std::chrono::milliseconds(self->idle_ ? self->options_.idle_timeout_ms
+                                                           : self->options_.request_timeout_ms));
       self->ProcessBuffer();
     });
   }
@@ -336,6 +343,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::string buffer_;  // received, not yet answered
   std::string out_;     // the response being written
   bool keep_alive_ = true;
+  bool idle_ = false;  // between keep-alive requests, nothing of the next one received
   std::array<char, kReadChunk> drain_{};
   std::size_t drained_ = 0;
 };
@@ -383,7 +391,11 @@ std::string FormatEndpoint(const tcp::endpoint& endpoint) {
 class ServerImpl final : public HttpServer {
  public:
   ServerImpl(const HttpServerOptions& options, HttpHandler handler)
-      : options_(options), handler_(std::move(handler)), acceptor_(io_), work_(io_.get_executor()) {}
+      : options_(options),
+        handler_(std::move(handler)),
+        acceptor_(io_),
+        accept_retry_(io_),
+        work_(io_.get_executor()) {}
 
   ~ServerImpl() override { Stop(); }
 
@@ -460,24 +472,30 @@ class ServerImpl final : public HttpServer {
   void Accept() {
     acceptor_.async_accept(asio::make_strand(io_), [this](asio::error_code ec, tcp::socket socket) {
       if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
-      if (!ec) {
-        std::shared_ptr<Connection> connection;
-        {
-          std::lock_guard<std::mutex> lock(connections_mu_);
-          for (auto it = connections_.begin(); it != connections_.end();) {
-            it = it->second.expired() ? connections_.erase(it) : std::next(it);
-          }
-          if (connections_.size() < static_cast<std::size_t>(options_.max_connections)) {
-            connection = std::make_shared<Connection>(std::move(socket), options_, handler_);
-            connections_.emplace(connection.get(), connection);
-          }
+      if (ec) {
+        // Out of file descriptors or similar: retry shortly, not in a spin.
+        accept_retry_.expires_after(std::chrono::milliseconds(100));
+        accept_retry_.async_wait([this](asio::error_code wait_ec) {
+          if (!wait_ec) Accept();
+        });
+        return;
+      }
+      std::shared_ptr<Connection> connection;
+      {
+        std::lock_guard<std::mutex> lock(connections_mu_);
+        for (auto it = connections_.begin(); it != connections_.end();) {
+          it = it->second.expired() ? connections_.erase(it) : std::next(it);
         }
-        if (connection) {
-          connection->Start();
-        } else {
-          asio::error_code ignored;
-          socket.close(ignored);
+        if (connections_.size() < static_cast<std::size_t>(options_.max_connections)) {
+          connection = std::make_shared<Connection>(std::move(socket), options_, handler_);
+          connections_.emplace(connection.get(), connection);
         }
+      }
+      if (connection) {
+        connection->Start();
+      } else {
+        asio::error_code ignored;
+        socket.close(ignored);
       }
       Accept();
     });
@@ -491,6 +509,7 @@ class ServerImpl final : public HttpServer {
   // connections that refer to options_ and handler_.
   asio::io_context io_;
   tcp::acceptor acceptor_;
+  asio::steady_timer accept_retry_;
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   std::vector<std::thread> threads_;
   std::mutex stop_mu_;

@@ -9,8 +9,9 @@
 //     (Content-Length > 0 or Transfer-Encoding) is 400; an HTTP version
 //     other than 1.0/1.1 is 505; each closes the connection;
 //   - methods other than GET and HEAD are 405 with "Allow: GET, HEAD";
-//   - a request must arrive whole within `request_timeout_ms` of its first
-//     byte being awaited, and a keep-alive connection idle for
+//   - a request must arrive whole within `request_timeout_ms` (counted from
+//     the accept, or from the first byte of a later request on a kept-alive
+//     connection); a kept-alive connection with no request begun for
 //     `idle_timeout_ms` is closed; a response not written within
 //     `request_timeout_ms` aborts the connection;
 //   - at most `max_connections` open connections; further ones are closed on

@@ -222,21 +222,36 @@ TEST(HttpServerTest, Http10ClosesUnlessKeepAlive) {
   }
 }
 
-TEST(HttpServerTest, IdleAndIncompleteConnectionsAreClosed) {
+// Each PeerClosed() below would block for 20 s (and fail) if the server kept
+// the connection open.
+TEST(HttpServerTest, SlowRequestsAreClosedAfterTheRequestTimeout) {
   HttpServerOptions options;
   options.request_timeout_ms = 100;
-  options.idle_timeout_ms = 100;
+  options.idle_timeout_ms = 600'000;
   auto server = StartOrDie(options);
   ASSERT_NE(server, nullptr);
   RawConnection silent(server->port());
   RawConnection partial(server->port());
   ASSERT_TRUE(partial.Send("GET / HTTP/1.1\r\nHost: h\r\n"));
+  // A kept-alive connection whose second request starts but never ends.
+  RawConnection second(server->port());
+  ASSERT_TRUE(second.Send("GET / HTTP/1.1\r\nHost: h\r\n\r\n"));
+  EXPECT_EQ(ParseResponse(second.ReadResponse()).status, 200);
+  ASSERT_TRUE(second.Send("GET /more HTTP/1.1\r\n"));
+  EXPECT_TRUE(silent.PeerClosed());
+  EXPECT_TRUE(partial.PeerClosed());
+  EXPECT_TRUE(second.PeerClosed());
+}
+
+TEST(HttpServerTest, IdleKeepAliveConnectionsAreClosedAfterTheIdleTimeout) {
+  HttpServerOptions options;
+  options.request_timeout_ms = 600'000;
+  options.idle_timeout_ms = 100;
+  auto server = StartOrDie(options);
+  ASSERT_NE(server, nullptr);
   RawConnection idle(server->port());
   ASSERT_TRUE(idle.Send("GET / HTTP/1.1\r\nHost: h\r\n\r\n"));
   EXPECT_EQ(ParseResponse(idle.ReadResponse()).status, 200);
-  // Each read would block for 20 s if the server kept the connection open.
-  EXPECT_TRUE(silent.PeerClosed());
-  EXPECT_TRUE(partial.PeerClosed());
   EXPECT_TRUE(idle.PeerClosed());
 }
 
