@@ -153,6 +153,18 @@ void VisitSchema(RunConfig& c, V& v) {
       v.Field("profile", g.profile);
       v.Field("count", g.count, 1, kIntMax);
     });
+    v.TableArray("profiles", c.simulation.profiles, [&](SimProfileOptions& p) {
+      v.Field("name", p.name);
+      v.Field("accelerator", p.accelerator, {"cpu", "cuda"});
+      v.Field("memory_gib", p.memory_gib, 1e-6, 1e9);
+      v.Field("tflops", p.tflops, 1e-9, 1e9);
+      v.Field("uplink_mbps", p.uplink_mbps, 1e-6, 1e9);
+      v.Field("downlink_mbps", p.downlink_mbps, 1e-6, 1e9);
+      v.Field("availability", p.availability, 0.0, 1.0);
+      v.Field("dropout", p.dropout, 0.0, 1.0);
+      v.Field("jitter", p.jitter, 0.0, 10.0);
+      v.List("methods", p.methods, {"lora", "partial", "zo"});
+    });
   });
 }
 
@@ -504,6 +516,13 @@ absl::Status ValidateRunConfig(const RunConfig& c) {
     }
   }
   if (c.lora.targets.empty()) errors.push_back("peft.lora.targets must name at least one projection");
+  std::set<std::string> profile_names;
+  for (const SimProfileOptions& p : c.simulation.profiles) {
+    if (p.name.empty()) errors.push_back("simulation.profiles: every profile needs a name");
+    if (!profile_names.insert(p.name).second) {
+      errors.push_back(absl::StrCat("simulation.profiles: the name \"", p.name, "\" is defined twice"));
+    }
+  }
   if (!errors.empty()) return absl::InvalidArgumentError(absl::StrJoin(errors, "; "));
   return absl::OkStatus();
 }

@@ -100,6 +100,51 @@ TEST(ConfigTest, TomlWriterRoundTrips) {
   EXPECT_EQ(back->lora.client_ranks, (std::vector<int>{2, 4}));
 }
 
+TEST(ConfigTest, ReadsSimulationProfiles) {
+  auto config = ParseRunConfig(R"(
+[[simulation.profiles]]
+name = "old_laptop"
+memory_gib = 6.5
+tflops = 0.15
+uplink_mbps = 8
+downlink_mbps = 40
+availability = 0.6
+dropout = 0.1
+jitter = 0.4
+methods = ["partial", "zo"]
+
+[[simulation.devices]]
+profile = "old_laptop"
+count = 3
+)",
+                               "run.toml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  ASSERT_EQ(config->simulation.profiles.size(), 1u);
+  const SimProfileOptions& p = config->simulation.profiles[0];
+  EXPECT_EQ(p.name, "old_laptop");
+  EXPECT_EQ(p.accelerator, "cpu");
+  EXPECT_DOUBLE_EQ(p.memory_gib, 6.5);
+  EXPECT_DOUBLE_EQ(p.tflops, 0.15);
+  EXPECT_DOUBLE_EQ(p.uplink_mbps, 8.0);
+  EXPECT_DOUBLE_EQ(p.availability, 0.6);
+  EXPECT_DOUBLE_EQ(p.jitter, 0.4);
+  EXPECT_EQ(p.methods, (std::vector<std::string>{"partial", "zo"}));
+  // Written and read back unchanged.
+  std::string text = RunConfigToToml(*config);
+  auto back = ParseRunConfig(text, "written.toml");
+  ASSERT_TRUE(back.ok()) << back.status() << "\n" << text;
+  EXPECT_EQ(RunConfigToToml(*back), text);
+  EXPECT_EQ(back->simulation.profiles[0].methods, p.methods);
+
+  EXPECT_EQ(ErrorOf("[[simulation.profiles]]\nname = \"a\"\nmethods = [\"sgd\"]\n"),
+            "run.toml:3: simulation.profiles[0].methods entries must be among lora|partial|zo, got \"sgd\"");
+  EXPECT_EQ(ErrorOf("[[simulation.profiles]]\nname = \"a\"\ndropout = 1.5\n"),
+            "run.toml:3: simulation.profiles[0].dropout must be in 0..1, got 1.5");
+  EXPECT_NE(ErrorOf("[[simulation.profiles]]\nname = \"a\"\n[[simulation.profiles]]\nname = \"a\"\n")
+                .find("the name \"a\" is defined twice"),
+            std::string::npos);
+}
+
 TEST(ConfigTest, EveryShippedExampleParses) {
   int parsed = 0;
   for (const auto& entry : std::filesystem::directory_iterator("examples")) {

@@ -151,8 +151,23 @@ struct CoordinatorOptions {
 
 // [[simulation.devices]]
 struct SimDeviceGroup {
-  std::string profile = "rpi5";  // catalog name or a [simulation.profiles.NAME] table
+  std::string profile = "rpi5";  // a catalog name (simulation/devices.h) or a [[simulation.profiles]] name
   int count = 1;
+};
+
+// [[simulation.profiles]]: a virtual device defined in the config (a name
+// equal to a catalog entry's replaces that entry).
+struct SimProfileOptions {
+  std::string name;               // non-empty, unique
+  std::string accelerator = "cpu";  // "cpu" | "cuda"
+  double memory_gib = 4.0;        // memory the client may use for training, > 0
+  double tflops = 0.02;           // sustained training throughput, TFLOP/s, > 0
+  double uplink_mbps = 10.0;      // megabits per second, > 0
+  double downlink_mbps = 50.0;
+  double availability = 1.0;      // probability of being online when a round starts, 0..1
+  double dropout = 0.0;           // probability of going offline during a round, 0..1
+  double jitter = 0.0;            // each round runs at tflops / U[1, 1 + jitter], 0..10
+  std::vector<std::string> methods;  // "lora" | "partial" | "zo"; empty = all
 };
 
 // [simulation]
@@ -160,6 +175,7 @@ struct SimulationOptions {
   int num_clients = 16;         // registered virtual clients
   int threads = 0;              // training threads; 0 = all cores
   std::vector<SimDeviceGroup> devices;  // empty = the default mixed fleet
+  std::vector<SimProfileOptions> profiles;  // user-defined virtual devices
   std::string out = "fedfm-sim";
 };
 
