@@ -92,6 +92,7 @@ struct ClientRuntimeOptions {
 enum class StepEvent {
   kEnrolled,
   kWaiting,       // the coordinator had nothing for us
+  kTaskReceived,  // a poll gave us a task
   kDownloaded,    // fetched a new global state
   kSecAggProgress,  // one SecAgg+ message sent or received, or not ready yet
   kUploaded,      // update (plain or masked) accepted

@@ -86,8 +86,9 @@
 //   AlreadyExists        a second message of the same kind for the round
 //   ResourceExhausted    an update above coordinator.max_update_bytes
 // A refused message changes nothing but the client's sequence counter (and
-// a refused update is recorded as the client's participation, "rejected",
-// with the reason). Read-only calls (Poll, GetModel, Fetch*) are not
+// an update refused as malformed, oversized or of the wrong kind is recorded
+// as the client's participation, "rejected" with the reason, and ends the
+// client's part in the round). Read-only calls (Poll, GetModel, Fetch*) are not
 // sequence-checked: replaying them reveals nothing the client may not see.
 //
 // Thread safety: every method may be called from any thread. One mutex
@@ -146,6 +147,14 @@ absl::StatusOr<protocols::Coverage> DefaultCoverage(const protocols::TensorMap& 
                                                     const protocols::RunConfig& config,
                                                     const protocols::ModelDims& dims);
 
+// How a client's method, LoRA rank and k are chosen for a round. `config`
+// is the run config as of that round (partial.top_blocks already grown by
+// the progressive schedule). The default is ChooseMethod(profile, config,
+// shape); the simulation and tests may pin methods per client.
+using MethodRule = std::function<absl::StatusOr<MethodChoice>(
+    const std::string& client_id, const protocols::DeviceProfile& profile, const protocols::RunConfig& config,
+    const WorkloadShape& shape)>;
+
 // Inputs of the engine besides the run config.
 struct RoundEngineOptions {
   // The run to drive. Empty: a new run with a fresh id (NewRunId). An id the
@@ -168,6 +177,8 @@ struct RoundEngineOptions {
   int secagg_threads = 1;
   // Null: DefaultCoverage.
   CoverageRule coverage_rule;
+  // Null: ChooseMethod.
+  MethodRule method_rule;
 };
 
 // A client as the admin sees it.
@@ -206,8 +217,10 @@ class RoundEngine {
   // committing `initial_state` as round 0) or resuming it (see above; the
   // stored state must have the tensor names and shapes of `initial_state`,
   // else FailedPrecondition). `seed_replay` expands seed scalars into a dense
-  // delta; required (InvalidArgument) when zeroth_order.seed_pool > 0 and
-  // zeroth-order clients may be chosen. InvalidArgument for a config the
+  // delta (e.g. SeedPoolReplay, coordinator/round_engine_seed_replay.h);
+  // when it is null, clients that would send seed scalars are not selected
+  // (and train.method = "zo" with zeroth_order.seed_pool > 0 is
+  // InvalidArgument). InvalidArgument for a config the
   // engine cannot run (ValidateRunConfig's errors, an aggregation algorithm
   // it does not know, secagg with more clients than fixed point can sum).
   // `config`, `store`, `clock` and `seed_replay` must outlive the engine.
