@@ -9,6 +9,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "aggregation/aggregator.h"
@@ -275,6 +276,7 @@ class FederationTest : public ::testing::Test {
     ctx.min_updates = 1;
     ctx.seed_pool = zeroth_order::SeedPool::ForRound(config_.run.seed, round, config_.zeroth_order.seed_pool).seeds();
     ctx.seed_replay = replay_.get();
+    ctx.dp = &config_.dp;
     auto agg = aggregation::MakeAggregator(config_.aggregation, before, ctx);
     EXPECT_TRUE(agg.ok()) << agg.status();
     for (const coordinator::ParticipantRecord& p : *parts) {
@@ -424,6 +426,76 @@ TEST_F(FederationTest, SecAggRecoversWhenAClientDropsAfterSharingKeys) {
   // is exactly the other three clients'.
   EXPECT_LT(MaxDiff(Predict(1, Global()), StateOf(1)), 1e-4);
   EXPECT_GT(MaxDiff(Global(), StateOf(1)), 1e-2);
+}
+
+TEST_F(FederationTest, SecAggClientsClipForCentralDp) {
+  // Central DP with SecAgg: the server cannot clip a masked input, so the
+  // clients clip and every client weighs 1. With sigma = 0 the result is
+  // what the server would compute clipping plaintext updates itself.
+  const std::vector<std::string> ids = {"lora2-a", "lora4-b", "partial-c", "zo-d", "zo-e"};
+  protocols::RunConfig c = Config(5, true);
+  c.run.rounds = 1;
+  c.dp.enabled = true;
+  c.dp.mode = "central";
+  c.dp.clip_norm = 0.05;
+  c.dp.noise_multiplier = 0.0;
+  Build(c);
+  AddDevices(ids);
+  RunUntil([&] { return engine_->finished(); });
+  ASSERT_TRUE(engine_->finished());
+  EXPECT_EQ(Statuses(1), std::vector<ParticipantStatus>(5, ParticipantStatus::kUploaded));
+  const TensorMap expected = Predict(1, Global());
+  EXPECT_LT(MaxDiff(expected, StateOf(1)), 1e-4);
+  // Clipping mattered: without it the move would be larger.
+  protocols::RunConfig plain = c;
+  plain.dp.enabled = false;
+  config_ = plain;
+  EXPECT_GT(MaxDiff(Predict(1, Global()), expected), 1e-3);
+}
+
+TEST_F(FederationTest, ClientsOnTheirOwnThreads) {
+  // The engine called concurrently: every device runs Run() on a thread.
+  const std::vector<std::string> ids = {"lora2-a", "lora4-b", "partial-c", "zo-d", "zo-e", "lora2-f"};
+  for (bool secagg : {false, true}) {
+    SetUp();
+    devices_.clear();
+    Build(Config(6, secagg));
+    AddDevices(ids);
+    class ThreadEnv final : public client::ClientEnv {
+     public:
+      explicit ThreadEnv(ManualClock& clock) : clock_(clock) {}
+      int64_t NowMs() override { return clock_.NowMs(); }
+      void SleepMs(int64_t ms) override {
+        if (ms > 0) std::this_thread::sleep_for(std::chrono::microseconds(200));
+      }
+
+     private:
+      ManualClock& clock_;
+    };
+    std::vector<std::unique_ptr<ThreadEnv>> envs;
+    std::vector<std::thread> threads;
+    std::vector<absl::Status> results(devices_.size());
+    for (size_t i = 0; i < devices_.size(); ++i) {
+      Device& d = *devices_[i];
+      envs.push_back(std::make_unique<ThreadEnv>(clock_));
+      client::ClientRuntimeOptions o;
+      o.identity = d.identity;
+      o.backoff_initial_ms = 1;
+      o.secagg_seed = std::array<uint8_t, 32>{static_cast<uint8_t>(i), 3};
+      d.runtime = std::make_unique<client::ClientRuntime>(*d.link, *d.trainer, data_, *envs.back(), o);
+      threads.emplace_back([&d, &results, i] { results[i] = d.runtime->Run(); });
+    }
+    for (std::thread& t : threads) t.join();
+    for (size_t i = 0; i < results.size(); ++i) EXPECT_TRUE(results[i].ok()) << ids[i] << ": " << results[i];
+    ASSERT_TRUE(engine_->finished()) << secagg;
+    TensorMap before = Global();
+    for (int64_t round = 1; round <= 3; ++round) {
+      EXPECT_EQ(Statuses(round), std::vector<ParticipantStatus>(6, ParticipantStatus::kUploaded)) << round;
+      const TensorMap got = StateOf(round);
+      EXPECT_LE(MaxDiff(Predict(round, before), got), secagg ? 1e-4 : 0.0) << round;
+      before = got;
+    }
+  }
 }
 
 TEST_F(FederationTest, AStragglerIsDroppedAtTheDeadline) {
