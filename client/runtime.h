@@ -134,8 +134,10 @@ class ClientRuntime {
   ClientRuntime& operator=(const ClientRuntime&) = delete;
 
   // One step (see above). Errors end the device's run: enrollment refused,
-  // more than max_consecutive_failures transport failures in a row, a
-  // trainer error other than ResourceExhausted (which skips the round).
+  // a poll answered NotFound or PermissionDenied (the coordinator does not
+  // know the device, or revoked it), more than max_consecutive_failures
+  // transport failures in a row, a trainer error other than
+  // ResourceExhausted (which skips the round).
   absl::StatusOr<StepResult> Step();
 
   // Steps until the coordinator says stop (OK), RequestStop() (OK) or a
