@@ -192,6 +192,8 @@ absl::StatusOr<Coverage> DefaultCoverage(const TensorMap& global_state, const Me
     const bool lora_b = Contains(name, ".lora_B");
     const bool lora = lora_a || lora_b;
     const int block = BlockIndex(name);
+    // FFA-LoRA: A stays at its seeded initialisation; no method trains it.
+    if (lora_a && config.lora.freeze_a) continue;
     auto lora_slice = [&](int rank) {
       const int dim = lora_a ? 0 : 1;
       const int64_t size = t.shape().size() > static_cast<size_t>(dim) ? t.shape()[dim] : 0;

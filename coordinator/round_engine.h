@@ -134,7 +134,8 @@ using CoverageRule = std::function<absl::StatusOr<protocols::Coverage>(
 // [r_max, in] (rank along dim 0), ".lora_B" is [out, r_max] (rank along dim
 // 1); a tensor whose name contains "layers.<i>." belongs to block i of
 // dims.num_layers; any other tensor (a task head) is trained by every
-// backprop method.
+// backprop method. With lora.freeze_a (FFA-LoRA) no ".lora_A" tensor is
+// covered.
 //   kLora          every LoRA tensor, leading lora_rank slices; heads
 //   kPartial       blocks >= num_layers - top_blocks: their LoRA tensors at
 //                  lora_rank (or, with partial.full_weights, their non-LoRA

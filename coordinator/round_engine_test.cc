@@ -232,6 +232,13 @@ TEST(DefaultCoverageTest, FollowsThePeftNamingConvention) {
   ASSERT_TRUE(weights_only.ok());
   EXPECT_EQ(weights_only->tensors.size(), 1u);  // only the head: this state holds no block weights
 
+  protocols::RunConfig ffa = c;
+  ffa.lora.freeze_a = true;
+  auto frozen = DefaultCoverage(g, {.method = Method::kLora, .lora_rank = 2}, ffa, Dims());
+  ASSERT_TRUE(frozen.ok());
+  EXPECT_EQ(frozen->tensors.size(), 3u);
+  EXPECT_EQ(frozen->Find("layers.0.q_proj.lora_A"), nullptr);
+
   auto zo = DefaultCoverage(g, {.method = Method::kZerothOrder}, c, Dims());
   ASSERT_TRUE(zo.ok());
   EXPECT_EQ(zo->tensors.size(), 5u);
