@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# Builds fedfm on the GPU machine and runs the GPU checks and comparisons in
+# one go; each stage has its own time limit, so a slow or failing stage costs
+# only its own time and the rest still runs. From the repository root:
+#   bench/gpu/run_all.sh [STAGE...]      (default: build gpu model ctest)
+# Stages:
+#   build   tools/gpu/build.sh --src $SRC_MODE (default auto: the working
+#           tree, or the committed snapshot if the tree does not configure;
+#           needs .carry/, see tools/gpu/fetch_debs.sh); meanwhile the random Llama-3.2-1B-shaped
+#           checkpoint is written to $MODEL_DIR on the GPU
+#   gpu     ctest -L gpu, then zeroth_order_gpu_test directly
+#   model   fedfm bench model vs transformers eager and sdpa (compare_model.py)
+#   train   fedfm bench train vs transformers + peft LoRA (compare_train.py)
+#   zo      fedfm bench zo vs published MeZO (mezo_reference.py)
+#   ctest   the whole ctest (gRPC tests are not built; the browser test skips
+#           without chromium)
+# Writes to $OUT (default /tmp/fedfm-gpu-out) at most 8 files: build.log,
+# tests.log, bench.log, model_compare.json, lora_compare.json,
+# zo_compare.json, summary.txt.
+# Environment: MODEL_DIR (/tmp/llama-3.2-1b-random), BATCH (8), SEQ_LEN (1024),
+# ITERS (10), DEADLINE_S (570: stages are skipped or cut short past it),
+# TRAIN_FLAGS / ZO_FLAGS (extra flags of fedfm bench train / zo),
+# LORA_FLAGS / MEZO_FLAGS (extra flags of the Python references).
+set -uo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$root" || exit 1
+out=${OUT:-/tmp/fedfm-gpu-out}
+mkdir -p "$out"
+model_dir=${MODEL_DIR:-/tmp/llama-3.2-1b-random}
+batch=${BATCH:-8}
+seq_len=${SEQ_LEN:-1024}
+iters=${ITERS:-10}
+deadline=$((SECONDS + ${DEADLINE_S:-570}))
+stages=("$@")
+[[ ${#stages[@]} -gt 0 ]] || stages=(build gpu model ctest)
+summary="$out/summary.txt"
+export PYTHONUNBUFFERED=1
+
+note() { echo "$*" | tee -a "$summary"; }
+# Seconds left before the deadline, less a margin, capped at $1.
+budget() {
+  local left=$((deadline - SECONDS - 10))
+  ((left > $1)) && left=$1
+  echo $((left > 0 ? left : 0))
+}
+has_stage() { [[ " ${stages[*]} " == *" $1 "* ]]; }
+
+note "== $(date -u +%FT%TZ) stages: ${stages[*]}"
+note "gpu: $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | head -1)"
+note "torch: $(python3 -c 'import torch, transformers; print(torch.__version__, "cuda", torch.version.cuda, "transformers", transformers.__version__)' 2>&1 | tail -1)"
+note "cpu cores: $(nproc)"
+
+model_pid=""
+if has_stage model || has_stage train || has_stage zo; then
+  # The checkpoint is written on the GPU while the CPU builds.
+  (cd bench/gpu && timeout 300 python3 compare_model.py --make-model "$model_dir") >> "$out/bench.log" 2>&1 &
+  model_pid=$!
+fi
+
+if has_stage build; then
+  t0=$SECONDS
+  timeout "$(budget 420)" tools/gpu/build.sh --src "${SRC_MODE:-auto}" > "$out/build.log" 2>&1
+  rc=$?
+  note "build: rc=$rc in $((SECONDS - t0)) s ($(grep -c ': error' "$out/build.log") error lines)"
+  grep -E ': error|Error|FAILED' "$out/build.log" | head -20 | tee -a "$summary"
+fi
+# shellcheck disable=SC1091
+[[ -f /tmp/fedfm-gpu-env.sh ]] && source /tmp/fedfm-gpu-env.sh
+build_dir=${FEDFM_BUILD:-$root/build-gpu}
+fedfm="$build_dir/fedfm"
+note "source: ${FEDFM_SRC:-?} build: $build_dir"
+
+if has_stage gpu; then
+  {
+    echo "== ctest -L gpu"
+    timeout "$(budget 120)" ctest --test-dir "$build_dir" -L gpu --output-on-failure
+    echo "rc=$?"
+    echo "== zeroth_order_gpu_test"
+    (cd "${FEDFM_SRC:-$root}" && timeout "$(budget 120)" "$build_dir/zeroth_order/zeroth_order_gpu_test")
+    echo "rc=$?"
+  } > "$out/tests.log" 2>&1
+  note "gpu tests: $(grep -E '^(\[  PASSED  \]|\[  FAILED  \]|\[  SKIPPED \]|[0-9]+% tests passed)' "$out/tests.log" | tr '\n' ' ')"
+fi
+
+if [[ -n "$model_pid" ]]; then
+  wait "$model_pid"
+  note "model checkpoint: rc=$? $(du -sh "$model_dir" 2>/dev/null | cut -f1)"
+fi
+
+common_flags=(--model "$model_dir" --dtype bf16 --device cuda --batch "$batch" --seq-len "$seq_len" --iters "$iters")
+
+if has_stage model; then
+  {
+    echo "== fedfm bench model ${common_flags[*]}"
+    timeout "$(budget 150)" "$fedfm" bench model "${common_flags[@]}" > /tmp/fedfm_bench_model.json
+    echo "rc=$?"
+    cat /tmp/fedfm_bench_model.json
+    echo "== compare_model.py"
+    (cd bench/gpu && timeout "$(budget 240)" python3 compare_model.py --model "$model_dir" \
+        --fedfm-json /tmp/fedfm_bench_model.json --attn eager,sdpa --out "$out/model_compare.json")
+    echo "rc=$?"
+  } >> "$out/bench.log" 2>&1
+  grep -E '^  ' "$out/bench.log" | tail -9 | tee -a "$summary"
+fi
+
+if has_stage train; then
+  {
+    echo "== fedfm bench train ${common_flags[*]} ${TRAIN_FLAGS:-}"
+    # shellcheck disable=SC2086
+    timeout "$(budget 150)" "$fedfm" bench train "${common_flags[@]}" ${TRAIN_FLAGS:-} > /tmp/fedfm_bench_train.json
+    echo "rc=$?"
+    cat /tmp/fedfm_bench_train.json
+    echo "== compare_train.py ${LORA_FLAGS:-}"
+    # shellcheck disable=SC2086
+    (cd bench/gpu && timeout "$(budget 200)" python3 compare_train.py --model "$model_dir" \
+        --fedfm-json /tmp/fedfm_bench_train.json ${LORA_FLAGS:-} --out "$out/lora_compare.json")
+    echo "rc=$?"
+  } >> "$out/bench.log" 2>&1
+  grep -E '^  step' "$out/bench.log" | tail -2 | tee -a "$summary"
+fi
+
+if has_stage zo; then
+  {
+    echo "== fedfm bench zo ${common_flags[*]} ${ZO_FLAGS:-}"
+    # shellcheck disable=SC2086
+    timeout "$(budget 150)" "$fedfm" bench zo "${common_flags[@]}" ${ZO_FLAGS:-} > /tmp/fedfm_bench_zo.json
+    echo "rc=$?"
+    cat /tmp/fedfm_bench_zo.json
+    echo "== mezo_reference.py ${MEZO_FLAGS:-}"
+    # shellcheck disable=SC2086
+    (cd bench/gpu && timeout "$(budget 200)" python3 mezo_reference.py --model "$model_dir" \
+        --fedfm-json /tmp/fedfm_bench_zo.json ${MEZO_FLAGS:-} --out "$out/zo_compare.json")
+    echo "rc=$?"
+  } >> "$out/bench.log" 2>&1
+  grep -E '^  step' "$out/bench.log" | tail -2 | tee -a "$summary"
+fi
+
+if has_stage ctest; then
+  left=$(budget 600)
+  if ((left > 30)); then
+    {
+      echo "== ctest (whole suite, ${left} s)"
+      timeout "$left" ctest --test-dir "$build_dir" -j "$(nproc)" --timeout 300 --output-on-failure
+      echo "rc=$?"
+    } >> "$out/tests.log" 2>&1
+    note "ctest: $(grep -E 'tests passed|tests failed|^rc=' "$out/tests.log" | tail -2 | tr '\n' ' ')"
+    grep -E '^\s+[0-9]+ - .*(Failed|Timeout|Not Run|Exception)' "$out/tests.log" | head -30 | tee -a "$summary"
+  else
+    note "ctest: skipped, ${left} s left"
+  fi
+fi
+note "== done in ${SECONDS} s"
