@@ -46,18 +46,30 @@ torch::Tensor FutureMask(int64_t tq, int64_t tk, const torch::Device& device) {
 
 torch::Tensor CausalAttentionReference(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
   CheckShapes(q, k, v);
-  const int64_t heads = q.size(1), tq = q.size(2), tk = k.size(2);
-  const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(3)));
-  torch::Tensor kr = RepeatKv(k, heads);
-  torch::Tensor vr = RepeatKv(v, heads);
-  // [B, H, Tq, Tk]
-  torch::Tensor scores = torch::matmul(q, kr.transpose(-2, -1));
-  scores.mul_(scale);
-  // One query decoding against a cache sees every key: no mask.
-  if (tq > 1) scores.masked_fill_(FutureMask(tq, tk, q.device()), -std::numeric_limits<float>::infinity());
+  const int64_t b = q.size(0), heads = q.size(1), tq = q.size(2), hd = q.size(3);
+  const int64_t kv_heads = k.size(1), tk = k.size(2), group = heads / kv_heads;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+  // The `group` query heads that share a key/value head become extra query
+  // rows of one matrix product: [B*KV, G*Tq, hd] x [B*KV, hd, Tk]. No copy
+  // of k and v per query head, and half (a G-th of) the small products.
+  torch::Tensor qg = q.reshape({b * kv_heads, group * tq, hd});
+  torch::Tensor kg = k.reshape({b * kv_heads, tk, hd});
+  torch::Tensor vg = v.reshape({b * kv_heads, tk, hd});
+  // Additive mask (0 or -inf) fused into the product with the scale:
+  // scores = mask + scale * q k^T, [B*KV, G*Tq, Tk].
+  torch::Tensor mask;
+  if (tq > 1) {
+    mask = torch::zeros({tq, tk}, torch::TensorOptions().dtype(q.scalar_type()).device(q.device()))
+               .masked_fill_(FutureMask(tq, tk, q.device()), -std::numeric_limits<float>::infinity());
+    if (group > 1) mask = mask.repeat({group, 1});
+  } else {
+    // One query decoding against a cache sees every key.
+    mask = torch::zeros({1}, torch::TensorOptions().dtype(q.scalar_type()).device(q.device()));
+  }
+  torch::Tensor scores = torch::baddbmm(mask, qg, kg.transpose(1, 2), /*beta=*/1.0, /*alpha=*/scale);
   torch::Tensor probs = q.scalar_type() == torch::kFloat ? torch::softmax(scores, -1)
                                                            : torch::softmax(scores, -1, torch::kFloat).to(q.scalar_type());
-  return torch::matmul(probs, vr);
+  return torch::bmm(probs, vg).view({b, heads, tq, hd});
 }
 
 bool FusedAttentionAvailable() { return FEDFM_HAS_FUSED_ATTENTION != 0; }

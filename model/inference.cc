@@ -79,7 +79,7 @@ LossStats EvaluateNextTokenLoss(const Model& model, const std::vector<int32_t>& 
     // Window w holds inputs ids[w*T .. w*T+T) and targets ids[w*T+1 .. w*T+T];
     // the last window is padded (pad inputs 0, labels ignored).
     torch::Tensor tokens = torch::zeros({rows, seq_len}, torch::kLong);
-    torch::Tensor labels = torch::full({rows, seq_len}, kIgnoreIndex, torch::kLong);
+    torch::Tensor labels = torch::full({rows, seq_len}, kLossIgnoreIndex, torch::kLong);
     auto tok = tokens.accessor<int64_t, 2>();
     auto lab = labels.accessor<int64_t, 2>();
     for (int64_t r = 0; r < rows; ++r) {
@@ -94,7 +94,7 @@ LossStats EvaluateNextTokenLoss(const Model& model, const std::vector<int32_t>& 
     const int64_t width = std::min(seq_len, targets - first * seq_len);
     torch::Tensor logits = model.Forward(tokens.narrow(1, 0, width), forward).logits;
     torch::Tensor lab_used = labels.narrow(1, 0, logits.size(1)).to(logits.device());
-    const int64_t counted = lab_used.ne(kIgnoreIndex).sum().item<int64_t>();
+    const int64_t counted = lab_used.ne(kLossIgnoreIndex).sum().item<int64_t>();
     if (counted == 0) continue;
     const double mean = CausalLmLoss(logits, lab_used).item<double>();
     stats.sum_nats += mean * static_cast<double>(counted);

@@ -9,10 +9,14 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "model/attention.h"
+#include "model/dataset.h"
 #include "protocols/check.h"
 #include "protocols/status_macros.h"
 
 namespace fedfm::model {
+
+static_assert(kLossIgnoreIndex == kIgnoreIndex, "losses and dataset targets must agree on the ignore index");
+
 namespace {
 
 std::string ShapeText(at::IntArrayRef shape) { return absl::StrCat("[", absl::StrJoin(shape, ", "), "]"); }
@@ -371,7 +375,7 @@ torch::Tensor CausalLmLoss(const torch::Tensor& logits, const torch::Tensor& lab
   const int64_t vocab = logits.size(2);
   return torch::nn::functional::cross_entropy(
       logits.reshape({-1, vocab}).to(torch::kFloat), labels.reshape({-1}).to(logits.device(), torch::kLong),
-      torch::nn::functional::CrossEntropyFuncOptions().ignore_index(kIgnoreIndex));
+      torch::nn::functional::CrossEntropyFuncOptions().ignore_index(kLossIgnoreIndex));
 }
 
 torch::Tensor NextTokenLabels(const torch::Tensor& tokens, const torch::Tensor& loss_mask) {
@@ -379,13 +383,13 @@ torch::Tensor NextTokenLabels(const torch::Tensor& tokens, const torch::Tensor& 
   TORCH_CHECK(!loss_mask.defined() || loss_mask.sizes() == tokens.sizes(), "NextTokenLabels: loss_mask ",
               loss_mask.sizes(), " does not match tokens ", tokens.sizes());
   torch::Tensor ids = tokens.to(torch::kLong);
-  torch::Tensor labels = torch::full_like(ids, kIgnoreIndex);
+  torch::Tensor labels = torch::full_like(ids, kLossIgnoreIndex);
   const int64_t t = ids.size(1);
   if (t < 2) return labels;
   torch::Tensor shifted = labels.narrow(1, 0, t - 1);
   shifted.copy_(ids.narrow(1, 1, t - 1));
   if (loss_mask.defined()) {
-    shifted.masked_fill_(loss_mask.narrow(1, 1, t - 1).to(ids.device()).eq(0), kIgnoreIndex);
+    shifted.masked_fill_(loss_mask.narrow(1, 1, t - 1).to(ids.device()).eq(0), kLossIgnoreIndex);
   }
   return labels;
 }

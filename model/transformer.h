@@ -40,8 +40,9 @@ namespace fedfm::model {
 // Name -> tensor, in a meaningful order (checkpoint order for loaders).
 using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
 
-// Labels equal to this are ignored by the losses (PyTorch's convention).
-inline constexpr int64_t kIgnoreIndex = -100;
+// Labels equal to this are ignored by the losses (PyTorch's convention; the
+// same value as dataset.h's kIgnoreIndex for example targets).
+inline constexpr int64_t kLossIgnoreIndex = -100;
 
 // Where and in which precision the base weights live.
 struct ModelOptions {
@@ -182,12 +183,12 @@ class Model {
 };
 
 // Mean cross-entropy (nats, float32) of logits [B, T, V] against labels
-// [B, T] (target for each position; kIgnoreIndex skipped). NaN when every
+// [B, T] (target for each position; kLossIgnoreIndex skipped). NaN when every
 // label is ignored.
 torch::Tensor CausalLmLoss(const torch::Tensor& logits, const torch::Tensor& labels);
 
 // labels[b, t] = tokens[b, t + 1] where loss_mask[b, t + 1] is nonzero, else
-// kIgnoreIndex; the last column is kIgnoreIndex. loss_mask may be undefined
+// kLossIgnoreIndex; the last column is kLossIgnoreIndex. loss_mask may be undefined
 // (every target counts). [B, T] int64 on tokens' device.
 torch::Tensor NextTokenLabels(const torch::Tensor& tokens, const torch::Tensor& loss_mask = {});
 

@@ -267,8 +267,8 @@ TEST(ModelTransformerTest, NextTokenLossMatchesManualCrossEntropy) {
   }
   EXPECT_NEAR(NextTokenLoss(logits, tokens, mask).item<double>(), sum / count, 1e-5);
   torch::Tensor labels = NextTokenLabels(tokens, mask);
-  EXPECT_EQ(labels[0][1].item<int64_t>(), kIgnoreIndex);  // mask[0][2] == 0
-  EXPECT_EQ(labels[0][4].item<int64_t>(), kIgnoreIndex);  // last column
+  EXPECT_EQ(labels[0][1].item<int64_t>(), kLossIgnoreIndex);  // mask[0][2] == 0
+  EXPECT_EQ(labels[0][4].item<int64_t>(), kLossIgnoreIndex);  // last column
   EXPECT_EQ(labels[1][0].item<int64_t>(), tokens[1][1].item<int64_t>());
   // Every target ignored: NaN, by contract.
   EXPECT_TRUE(std::isnan(NextTokenLoss(logits, tokens, torch::zeros({2, 5}, torch::kLong)).item<double>()));
