@@ -1504,9 +1504,13 @@ absl::StatusOr<protocols::PollResponse> RoundEngine::Impl::Poll(const protocols:
     return response;
   }
   Participant& p = round_->participants[it->second];
-  if (!p.active || p.done) {
-    response.reason = p.done ? absl::StrCat("round ", round_->number, ": done")
-                             : absl::StrCat("round ", round_->number, ": ", p.reason);
+  // A SecAgg client that has sent its unmask answer has done its part, though
+  // the phase may stay open for others: answering kTrain would restart its
+  // round, and each restart would be refused as late until the round ends.
+  const bool unmasked = round_->phase == Phase::kUnmask && p.answered;
+  if (!p.active || p.done || unmasked) {
+    response.reason = p.done || unmasked ? absl::StrCat("round ", round_->number, ": done")
+                                         : absl::StrCat("round ", round_->number, ": ", p.reason);
     return response;
   }
   if (!p.download_counted && request.have_model_version != current_.version) {
