@@ -45,9 +45,32 @@ endif()
 # --- LibTorch (Debian 1.13 CPU, or a 2.x CUDA build via CMAKE_PREFIX_PATH) --
 find_package(Torch CONFIG REQUIRED)
 add_library(fedfm_dep_torch INTERFACE)
-target_link_libraries(fedfm_dep_torch INTERFACE ${TORCH_LIBRARIES})
+# PyTorch's pip wheels export copies of libstdc++ symbols that they link
+# statically, std::filesystem among them (pytorch/pytorch#133437). A program
+# whose libtorch_cpu.so comes before libstdc++.so.6 in its DT_NEEDED list binds
+# its own std::filesystem calls to those copies, built against another
+# libstdc++, and crashes. Naming libstdc++ first makes the dynamic linker find
+# the real ones first; elsewhere it changes nothing.
+target_link_libraries(fedfm_dep_torch INTERFACE stdc++ ${TORCH_LIBRARIES})
 target_include_directories(fedfm_dep_torch SYSTEM INTERFACE ${TORCH_INCLUDE_DIRS})
 add_library(fedfm::dep::torch ALIAS fedfm_dep_torch)
+# The wheels also carry an old copy of protobuf's headers (torch/include/
+# google/protobuf) that would shadow the protobuf we link in LibTorch
+# translation units including generated .pb.h files. TORCH targets then see
+# the linked protobuf's headers first, through a link in the build tree
+# (_fedfm_use_torch in cmake/FedfmHelpers.cmake).
+set(FEDFM_TORCH_PROTOBUF_FIRST "")
+foreach(_dir IN LISTS TORCH_INCLUDE_DIRS)
+  if(EXISTS "${_dir}/google/protobuf" AND NOT _dir IN_LIST Protobuf_INCLUDE_DIRS)
+    set(FEDFM_TORCH_PROTOBUF_FIRST "${PROJECT_BINARY_DIR}/protobuf_first")
+  endif()
+endforeach()
+if(FEDFM_TORCH_PROTOBUF_FIRST)
+  list(GET Protobuf_INCLUDE_DIRS 0 _protobuf_include)
+  file(MAKE_DIRECTORY "${FEDFM_TORCH_PROTOBUF_FIRST}/google")
+  file(CREATE_LINK "${_protobuf_include}/google/protobuf" "${FEDFM_TORCH_PROTOBUF_FIRST}/google/protobuf" SYMBOLIC)
+  message(STATUS "LibTorch carries protobuf headers: TORCH targets read ${_protobuf_include}/google/protobuf first")
+endif()
 set(FEDFM_TORCH_VERSION "${Torch_VERSION}")
 if(NOT FEDFM_TORCH_VERSION)
   set(FEDFM_TORCH_VERSION "unknown")
@@ -77,7 +100,12 @@ add_library(fedfm::dep::openssl ALIAS fedfm_dep_openssl)
 
 find_package(SQLite3 REQUIRED)
 add_library(fedfm_dep_sqlite INTERFACE)
-target_link_libraries(fedfm_dep_sqlite INTERFACE SQLite::SQLite3)
+# CMake 4 renamed the target (the old name warns as deprecated).
+if(TARGET SQLite3::SQLite3)
+  target_link_libraries(fedfm_dep_sqlite INTERFACE SQLite3::SQLite3)
+else()
+  target_link_libraries(fedfm_dep_sqlite INTERFACE SQLite::SQLite3)
+endif()
 add_library(fedfm::dep::sqlite ALIAS fedfm_dep_sqlite)
 
 find_path(FEDFM_ASIO_INCLUDE asio.hpp REQUIRED)
