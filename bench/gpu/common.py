@@ -101,14 +101,14 @@ def random_tokens(vocab, batch, seq_len, seed):
 
 def measure(step, batch, seq_len, iters, warmup):
     """One phase, timed as in model/tasks.cc. Returns ms_per_iter,
-    tokens_per_s and peak_memory_bytes (above the allocation before the
-    first call)."""
+    tokens_per_s, peak_memory_bytes (above the allocation before the first
+    call) and peak_total_bytes (all of it)."""
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
     before = torch.cuda.memory_allocated()
     step()
     torch.cuda.synchronize()
-    peak = torch.cuda.max_memory_allocated() - before
+    peak_total = torch.cuda.max_memory_allocated()
     for _ in range(1, warmup):
         step()
     torch.cuda.synchronize()
@@ -120,7 +120,9 @@ def measure(step, batch, seq_len, iters, warmup):
     return {
         "ms_per_iter": 1000.0 * seconds / iters,
         "tokens_per_s": batch * seq_len * iters / seconds,
-        "peak_memory_bytes": int(peak),
+        "peak_memory_bytes": int(peak_total - before),
+        # Everything allocated at the peak, the weights included.
+        "peak_total_bytes": int(peak_total),
     }
 
 

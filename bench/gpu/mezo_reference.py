@@ -13,11 +13,17 @@ published). Forwards run under torch.inference_mode(). The "inplace"
 variant does the same arithmetic with in-place adds (param.add_), which is
 what a careful implementation does; it is timed too for reference.
 
-Trainable: every parameter (MeZO's full-parameter setting) or only the
-blocks' weights (--trainable blocks). Reports ms per step, tokens per
-second (batch x seq_len per step), the step / forward time ratio and peak
-memory above the weights, measured as `fedfm bench` measures
-(bench/gpu/common.py), and with --fedfm-json the ratios fedfm / reference.
+Trainable (--trainable):
+  lora    peft LoRA adapters (rank --rank on --targets, float32 over the bf16
+          base, forwards under bf16 autocast): the paper's "MeZO (LoRA)"
+          setting and what `fedfm bench zo` trains (the default)
+  all     every parameter: the paper's full-parameter setting
+  blocks  every block's weights
+Reports ms per step, tokens per second (batch x seq_len per step), the step /
+forward time ratio and peak memory (above the weights, and in all, weights
+included), measured as `fedfm bench` measures (bench/gpu/common.py), and
+with --fedfm-json (the output of `fedfm bench zo`) the ratios fedfm /
+reference of step time and of peak memory in all.
 
     mezo_reference.py --model DIR [--batch 8 --seq-len 1024] [--fedfm-json F] [--out OUT.json]
 """
@@ -27,6 +33,8 @@ import json
 import sys
 import traceback
 
+import contextlib
+
 import numpy as np
 import torch
 
@@ -34,8 +42,9 @@ import common
 
 
 class MeZO:
-    def __init__(self, model, params, eps, lr, weight_decay, inplace):
+    def __init__(self, model, params, eps, lr, weight_decay, inplace, autocast):
         self.model = model
+        self.autocast = autocast
         self.params = params  # [(name, param)], in model order
         self.eps = eps
         self.lr = lr
@@ -55,7 +64,8 @@ class MeZO:
                 param.data = param.data + scaling_factor * z * self.eps
 
     def forward(self, tokens):
-        with torch.inference_mode():
+        amp = torch.autocast("cuda", dtype=torch.bfloat16) if self.autocast else contextlib.nullcontext()
+        with torch.inference_mode(), amp:
             return self.model(input_ids=tokens, labels=tokens, use_cache=False).loss.detach()
 
     def step(self, tokens):
@@ -88,16 +98,33 @@ def bench(args, variant, batch, seq_len, iters):
     model = common.load_hf_model(args.model, common.dtype_of(args.dtype), args.attn)
     model.eval()
     model.requires_grad_(False)
-    if args.trainable == "all":
+    if args.trainable == "lora":
+        import peft
+
+        config = peft.LoraConfig(r=args.rank, lora_alpha=2 * args.rank, lora_dropout=0.0,
+                                 target_modules=args.targets.split(","), bias="none", task_type="CAUSAL_LM")
+        model = peft.get_peft_model(model, config)  # adapters float32 (peft's default upcast)
+        model.eval()
+        # B starts at zero in peft; random B, as after some training, so the
+        # perturbations change the loss the way they do mid-run.
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                if "lora_B" in n:
+                    p.normal_(0, 0.01)
+    elif args.trainable == "all":
         model.requires_grad_(True)
     else:
         model.model.layers.requires_grad_(True)
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     tokens = common.random_tokens(model.config.vocab_size, batch, seq_len, args.seed)
-    mezo = MeZO(model, params, args.eps, args.lr, args.weight_decay, inplace=(variant == "inplace"))
+    autocast = args.trainable == "lora" and args.dtype == "bf16"
+    mezo = MeZO(model, params, args.eps, args.lr, args.weight_decay, inplace=(variant == "inplace"),
+                autocast=autocast)
     out = {
         "trainable_parameters": sum(p.numel() for _, p in params),
         "trainable_tensors": len(params),
+        "autocast_bf16": autocast,
+        "weight_bytes": sum(p.numel() * p.element_size() for p in model.parameters()),
     }
     out["forward_loss"] = common.measure(lambda: mezo.forward(tokens), batch, seq_len, iters, args.warmup)
     out["step"] = common.measure(lambda: mezo.step(tokens), batch, seq_len, iters, args.warmup)
@@ -114,7 +141,9 @@ def main():
     ap.add_argument("--model", required=True)
     ap.add_argument("--fedfm-json")
     ap.add_argument("--variants", default="published,inplace")
-    ap.add_argument("--trainable", choices=["all", "blocks"], default="all")
+    ap.add_argument("--trainable", choices=["lora", "all", "blocks"], default="lora")
+    ap.add_argument("--rank", type=int, default=0, help="LoRA rank (0: fedfm's lora_rank, else 4)")
+    ap.add_argument("--targets", default="q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj")
     ap.add_argument("--attn", default="sdpa")
     ap.add_argument("--dtype", default="bf16")
     ap.add_argument("--batch", type=int, default=0)
@@ -131,7 +160,8 @@ def main():
     fedfm = common.read_json_objects(args.fedfm_json)
     batch = args.batch or common.find_key(fedfm, "batch") or 8
     seq_len = args.seq_len or common.find_key(fedfm, "seq_len") or 1024
-    iters = args.iters or common.find_key(fedfm, "iters") or 10
+    iters = args.iters or common.find_key(fedfm, "steps") or common.find_key(fedfm, "iters") or 10
+    args.rank = args.rank or common.find_key(fedfm, "lora_rank") or 4
     result = {
         "benchmark": "zo_vs_mezo_reference",
         "environment": common.environment(),
@@ -139,6 +169,8 @@ def main():
         "dtype": args.dtype,
         "attn": args.attn,
         "trainable": args.trainable,
+        "rank": args.rank if args.trainable == "lora" else None,
+        "targets": args.targets if args.trainable == "lora" else None,
         "batch": batch,
         "seq_len": seq_len,
         "iters": iters,
@@ -161,11 +193,16 @@ def main():
         if "step" in r:
             s = r["step"]
             common.log(f"  step {s['ms_per_iter']:8.2f} ms  {s['tokens_per_s']:10.0f} tok/s  "
-                       f"peak {s['peak_memory_bytes'] / 2**30:6.2f} GiB  step/forward {r['step_over_forward_time']:.2f}")
+                       f"peak {s['peak_total_bytes'] / 2**30:6.2f} GiB in all  "
+                       f"step/forward {r['step_over_forward_time']:.2f}")
             if fedfm:
+                fedfm_ms = common.find_key(fedfm, "step_ms")
                 result["ratio_fedfm_over_mezo"][variant] = {
-                    "tokens_per_s": common.ratio(common.find_key(fedfm, "tokens_per_s"), s["tokens_per_s"]),
-                    "peak_memory": common.ratio(common.find_key(fedfm, "peak_memory_bytes"), s["peak_memory_bytes"]),
+                    "step_time": common.ratio(fedfm_ms, s["ms_per_iter"]),
+                    "speedup": common.ratio(s["ms_per_iter"], fedfm_ms),
+                    "peak_memory_total": common.ratio(common.find_key(fedfm, "step_peak_total_bytes") or
+                                                      common.find_key(fedfm, "step_peak_bytes"),
+                                                      s["peak_total_bytes"]),
                 }
     print(json.dumps(result))
     if args.out:

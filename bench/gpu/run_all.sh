@@ -19,7 +19,8 @@
 # zo_compare.json, summary.txt.
 # Environment: MODEL_DIR (/tmp/llama-3.2-1b-random), BATCH (8), SEQ_LEN (1024),
 # ITERS (10), DEADLINE_S (570: stages are skipped or cut short past it),
-# TRAIN_FLAGS / ZO_FLAGS (extra flags of fedfm bench train / zo),
+# TRAIN_FLAGS / ZO_FLAGS (flags of fedfm bench train / zo after the model,
+# dtype, device, batch and length; ZO_FLAGS defaults to --steps $ITERS),
 # LORA_FLAGS / MEZO_FLAGS (extra flags of the Python references).
 set -uo pipefail
 
@@ -70,6 +71,10 @@ fi
 build_dir=${FEDFM_BUILD:-$root/build-gpu}
 fedfm="$build_dir/fedfm"
 note "source: ${FEDFM_SRC:-?} build: $build_dir"
+if [[ -x "$fedfm" ]]; then
+  # libstdc++ must come before LibTorch (cmake/FedfmDependencies.cmake says why).
+  note "fedfm NEEDED: $(readelf -d "$fedfm" | grep -oE 'lib(stdc\+\+|torch_cpu|torch|c10)\.so[.0-9]*' | tr '\n' ' ')"
+fi
 
 if has_stage gpu; then
   {
@@ -88,12 +93,12 @@ if [[ -n "$model_pid" ]]; then
   note "model checkpoint: rc=$? $(du -sh "$model_dir" 2>/dev/null | cut -f1)"
 fi
 
-common_flags=(--model "$model_dir" --dtype bf16 --device cuda --batch "$batch" --seq-len "$seq_len" --iters "$iters")
+common_flags=(--model "$model_dir" --dtype bf16 --device cuda --batch "$batch" --seq-len "$seq_len")
 
 if has_stage model; then
   {
-    echo "== fedfm bench model ${common_flags[*]}"
-    timeout "$(budget 150)" "$fedfm" bench model "${common_flags[@]}" > /tmp/fedfm_bench_model.json
+    echo "== fedfm bench model ${common_flags[*]} --iters $iters"
+    timeout "$(budget 150)" "$fedfm" bench model "${common_flags[@]}" --iters "$iters" > /tmp/fedfm_bench_model.json
     echo "rc=$?"
     cat /tmp/fedfm_bench_model.json
     echo "== compare_model.py"
@@ -122,9 +127,10 @@ fi
 
 if has_stage zo; then
   {
-    echo "== fedfm bench zo ${common_flags[*]} ${ZO_FLAGS:-}"
+    zo_flags=${ZO_FLAGS:---steps $iters}
+    echo "== fedfm bench zo ${common_flags[*]} $zo_flags"
     # shellcheck disable=SC2086
-    timeout "$(budget 150)" "$fedfm" bench zo "${common_flags[@]}" ${ZO_FLAGS:-} > /tmp/fedfm_bench_zo.json
+    timeout "$(budget 150)" "$fedfm" bench zo "${common_flags[@]}" $zo_flags > /tmp/fedfm_bench_zo.json
     echo "rc=$?"
     cat /tmp/fedfm_bench_zo.json
     echo "== mezo_reference.py ${MEZO_FLAGS:-}"
