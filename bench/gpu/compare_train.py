@@ -5,12 +5,16 @@ reference that `fedfm bench train` is compared with.
 One step: forward with labels (mean next-token loss), backward, AdamW step
 on the adapter parameters, zero_grad(set_to_none). peft's defaults otherwise
 (adapters in float32 over a bf16 base, since peft upcasts adapter weights;
---adapter-dtype bf16 keeps them in the base dtype). Same timing and memory
-measurement as `fedfm bench` (bench/gpu/common.py).
+--adapter-dtype bf16 keeps them in the base dtype); with a bf16 base the step
+runs under bf16 autocast, as `fedfm bench train` does on CUDA (--no-autocast
+turns it off). Rank, targets, batch, length and steps default to those of
+the fedfm JSON (rank 4 on all seven projections without one). Same timing and
+memory measurement as `fedfm bench` (bench/gpu/common.py).
 
-    compare_train.py --model DIR [--rank 16 --alpha 32 --targets q_proj,v_proj]
+    compare_train.py --model DIR [--rank 4 --targets q_proj,v_proj,...]
                      [--batch 8 --seq-len 1024] [--fedfm-json F] [--out OUT.json]
 """
+import contextlib
 import argparse
 import gc
 import json
@@ -27,7 +31,7 @@ def bench(args, attn, batch, seq_len, iters):
 
     model = common.load_hf_model(args.model, common.dtype_of(args.dtype), attn)
     model.requires_grad_(False)
-    config = peft.LoraConfig(r=args.rank, lora_alpha=args.alpha, lora_dropout=0.0,
+    config = peft.LoraConfig(r=args.rank, lora_alpha=args.alpha or 2 * args.rank, lora_dropout=0.0,
                              target_modules=args.targets.split(","), bias="none", task_type="CAUSAL_LM")
     kwargs = {}
     if args.adapter_dtype == "bf16":
@@ -38,14 +42,20 @@ def bench(args, attn, batch, seq_len, iters):
     opt = torch.optim.AdamW(params, lr=args.lr)
     tokens = common.random_tokens(model.config.vocab_size, batch, seq_len, args.seed)
 
+    autocast = args.autocast and args.dtype == "bf16"
+
     def step():
-        model(input_ids=tokens, labels=tokens, use_cache=False).loss.backward()
+        amp = torch.autocast("cuda", dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
+        with amp:
+            loss = model(input_ids=tokens, labels=tokens, use_cache=False).loss
+        loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
 
     out = {
         "trainable_parameters": sum(p.numel() for p in params),
         "adapter_dtype": str(params[0].dtype) if params else None,
+        "autocast_bf16": autocast,
     }
     out["step"] = common.measure(step, batch, seq_len, iters, args.warmup)
     del model, opt, params, tokens
@@ -60,9 +70,10 @@ def main():
     ap.add_argument("--fedfm-json")
     ap.add_argument("--attn", default="eager,sdpa")
     ap.add_argument("--dtype", default="bf16")
-    ap.add_argument("--rank", type=int, default=16)
-    ap.add_argument("--alpha", type=float, default=32)
-    ap.add_argument("--targets", default="q_proj,v_proj")
+    ap.add_argument("--rank", type=int, default=0, help="0: the fedfm JSON's, else 4")
+    ap.add_argument("--alpha", type=float, default=0, help="0: twice the rank")
+    ap.add_argument("--targets", default="", help="comma-separated; default: the fedfm JSON's, else all seven")
+    ap.add_argument("--no-autocast", dest="autocast", action="store_false")
     ap.add_argument("--adapter-dtype", choices=["f32", "bf16"], default="f32")
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--batch", type=int, default=0)
@@ -76,7 +87,12 @@ def main():
     fedfm = common.read_json_objects(args.fedfm_json)
     batch = args.batch or common.find_key(fedfm, "batch") or 8
     seq_len = args.seq_len or common.find_key(fedfm, "seq_len") or 1024
-    iters = args.iters or common.find_key(fedfm, "iters") or 10
+    iters = args.iters or common.find_key(fedfm, "steps") or common.find_key(fedfm, "iters") or 10
+    args.rank = args.rank or common.find_key(fedfm, "rank") or 4
+    if not args.targets:
+        targets = (fedfm or {}).get("targets")
+        args.targets = ",".join(targets) if isinstance(targets, list) else \
+            "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
     result = {
         "benchmark": "lora_vs_peft",
         "environment": common.environment(),
@@ -106,11 +122,14 @@ def main():
         if "step" in r:
             s = r["step"]
             common.log(f"  step {s['ms_per_iter']:8.2f} ms  {s['tokens_per_s']:10.0f} tok/s  "
-                       f"peak {s['peak_memory_bytes'] / 2**30:6.2f} GiB")
+                       f"peak {s['peak_memory_bytes'] / 2**30:6.2f} GiB above weights, "
+                       f"{s['peak_total_bytes'] / 2**30:6.2f} GiB in all")
             if fedfm:
+                fedfm_peak = common.find_key(fedfm, "peak_memory_bytes")
                 result["ratio_fedfm_over_peft"][attn] = {
                     "tokens_per_s": common.ratio(common.find_key(fedfm, "tokens_per_s"), s["tokens_per_s"]),
-                    "peak_memory": common.ratio(common.find_key(fedfm, "peak_memory_bytes"), s["peak_memory_bytes"]),
+                    "peak_memory_vs_above_weights": common.ratio(fedfm_peak, s["peak_memory_bytes"]),
+                    "peak_memory_vs_total": common.ratio(fedfm_peak, s["peak_total_bytes"]),
                 }
     print(json.dumps(result))
     if args.out:

@@ -20,7 +20,7 @@
 # Environment: MODEL_DIR (/tmp/llama-3.2-1b-random), BATCH (8), SEQ_LEN (1024),
 # ITERS (10), DEADLINE_S (570: stages are skipped or cut short past it),
 # TRAIN_FLAGS / ZO_FLAGS (flags of fedfm bench train / zo after the model,
-# dtype, device, batch and length; ZO_FLAGS defaults to --steps $ITERS),
+# dtype, device, batch and length; both default to --steps $ITERS),
 # LORA_FLAGS / MEZO_FLAGS (extra flags of the Python references).
 set -uo pipefail
 
@@ -111,9 +111,10 @@ fi
 
 if has_stage train; then
   {
-    echo "== fedfm bench train ${common_flags[*]} ${TRAIN_FLAGS:-}"
+    train_flags=${TRAIN_FLAGS:---steps $iters}
+    echo "== fedfm bench train ${common_flags[*]} $train_flags"
     # shellcheck disable=SC2086
-    timeout "$(budget 150)" "$fedfm" bench train "${common_flags[@]}" ${TRAIN_FLAGS:-} > /tmp/fedfm_bench_train.json
+    timeout "$(budget 150)" "$fedfm" bench train "${common_flags[@]}" $train_flags > /tmp/fedfm_bench_train.json
     echo "rc=$?"
     cat /tmp/fedfm_bench_train.json
     echo "== compare_train.py ${LORA_FLAGS:-}"
