@@ -14,9 +14,10 @@
 #   zo      fedfm bench zo vs published MeZO (mezo_reference.py)
 #   ctest   the whole ctest (gRPC tests are not built; the browser test skips
 #           without chromium)
+#   diag    how libstdc++ is linked and where std::filesystem binds (diag.txt)
 # Writes to $OUT (default /tmp/fedfm-gpu-out) at most 8 files: build.log,
 # tests.log, bench.log, model_compare.json, lora_compare.json,
-# zo_compare.json, summary.txt.
+# zo_compare.json, summary.txt, diag.txt.
 # Environment: MODEL_DIR (/tmp/llama-3.2-1b-random), BATCH (8), SEQ_LEN (1024),
 # ITERS (10), DEADLINE_S (570: stages are skipped or cut short past it),
 # TRAIN_FLAGS / ZO_FLAGS (flags of fedfm bench train / zo after the model,
@@ -74,6 +75,34 @@ note "source: ${FEDFM_SRC:-?} build: $build_dir"
 if [[ -x "$fedfm" ]]; then
   # libstdc++ must come before LibTorch (cmake/FedfmDependencies.cmake says why).
   note "fedfm NEEDED: $(readelf -d "$fedfm" | grep -oE 'lib(stdc\+\+|torch_cpu|torch|c10)\.so[.0-9]*' | tr '\n' ' ')"
+fi
+
+if has_stage diag; then
+  # How the C++ runtime is linked, and where the test binaries' std::filesystem
+  # calls bind at run time (LibTorch wheels export copies of them).
+  {
+    echo "== toolchain"
+    command -v g++; g++ --version | head -1
+    echo "libstdc++.so: $(g++ -print-file-name=libstdc++.so)  libstdc++.a: $(g++ -print-file-name=libstdc++.a)"
+    echo "LDFLAGS=${LDFLAGS:-} CXXFLAGS=${CXXFLAGS:-}"
+    grep -E '^CMAKE_(EXE|SHARED)_LINKER_FLAGS:|^CMAKE_CXX_FLAGS:|^CMAKE_CXX_COMPILER:' "$build_dir/CMakeCache.txt"
+    torch_lib=$(python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
+    echo "== libtorch_cpu.so std::filesystem exports: $(nm -D --defined-only "$torch_lib/libtorch_cpu.so" | grep -c '_ZNSt10filesystem')"
+    nm -D --defined-only "$torch_lib/libtorch_cpu.so" | grep '_ZNSt10filesystem' | awk '{print $2}' | sort | uniq -c
+    for t in model/model_test peft/peft_test protocols/protocols_test; do
+      [[ -x "$build_dir/$t" ]] || continue
+      echo "== $t"
+      readelf -d "$build_dir/$t" | grep NEEDED | head -6
+      echo "static std::filesystem definitions: $(nm "$build_dir/$t" | grep -cE ' [TW] _ZNSt10filesystem')"
+      echo "undefined std::filesystem references: $(nm -D "$build_dir/$t" | grep -cE ' U _ZNSt10filesystem')"
+    done
+    echo "== bindings of std::filesystem symbols (model_test, one loader test)"
+    (cd "${FEDFM_SRC:-$root}" && LD_DEBUG=bindings LD_DEBUG_OUTPUT=/tmp/fedfm-bindings \
+        timeout 60 "$build_dir/model/model_test" --gtest_filter='ModelLoaderTest.Truncated*' | tail -3)
+    cat /tmp/fedfm-bindings.* 2>/dev/null | grep '_ZNSt10filesystem' |
+      sed -E 's/.*binding file ([^ ]+) \[0\] to ([^ ]+) \[0\].*/\1 -> \2/' | sort | uniq -c | head -20
+  } > "$out/diag.txt" 2>&1
+  note "diag: $(grep -m1 'libstdc++.so:' "$out/diag.txt")"
 fi
 
 if has_stage gpu; then
