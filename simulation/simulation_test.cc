@@ -1,0 +1,230 @@
+#include "simulation/simulation.h"
+
+#include <cmath>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "coordinator/policy.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "simulation/devices.h"
+#include "simulation/report.h"
+
+namespace fedfm::simulation {
+namespace {
+
+using protocols::Method;
+
+protocols::ModelDims Stories260K() {
+  protocols::ModelDims d;
+  d.num_params = 260032;
+  d.num_layers = 5;
+  d.dim = 64;
+  d.hidden_dim = 172;
+  d.num_heads = 8;
+  d.num_kv_heads = 4;
+  d.vocab_size = 512;
+  return d;
+}
+
+// A small mixed-fleet run: 16 clients of the default fleet, SecAgg+ on.
+protocols::RunConfig SmallConfig() {
+  protocols::RunConfig c;
+  c.run.seed = 11;
+  c.run.rounds = 3;
+  c.rounds.clients_per_round = 10;
+  c.rounds.min_clients = 3;
+  c.rounds.deadline_s = 0.3;
+  c.rounds.eval_every = 0;
+  c.lora.rank = 8;
+  c.partial.top_blocks = 2;
+  c.train.local_steps = 10;
+  c.train.batch_size = 8;
+  c.train.learning_rate = 0.02;
+  c.data.seq_len = 64;
+  c.data.partition.scheme = "iid";
+  c.zeroth_order.seed_pool = 16;
+  c.zeroth_order.learning_rate = 10.0;
+  c.secagg.enabled = true;
+  c.simulation.num_clients = 16;
+  return c;
+}
+
+// n synthetic examples of 8 tokens.
+std::vector<model::Example> Synthetic(size_t n) {
+  std::vector<model::Example> out(n);
+  for (size_t i = 0; i < n; ++i) {
+    for (int t = 0; t < 8; ++t) {
+      out[i].tokens.push_back(static_cast<int32_t>((i * 7 + t) % 500));
+      out[i].targets.push_back(static_cast<int32_t>((i * 7 + t + 1) % 500));
+    }
+    out[i].group = "g" + std::to_string(i % 5);
+  }
+  return out;
+}
+
+struct SimRun {
+  absl::StatusOr<SimulationResult> result;
+  std::vector<std::string> lines;
+};
+
+SimRun Simulate(const protocols::RunConfig& config, size_t examples_per_client = 6, int workers = 2) {
+  SimRun run;
+  absl::StatusOr<SimData> data = LayOutSimData(Synthetic(examples_per_client * config.simulation.num_clients), {}, 0,
+                                               config.data, config.simulation.num_clients, config.run.seed);
+  if (!data.ok()) {
+    run.result = data.status();
+    return run;
+  }
+  absl::StatusOr<std::unique_ptr<TrainerFactory>> trainers = MakeFakeTrainerFactory(config, Stories260K());
+  if (!trainers.ok()) {
+    run.result = trainers.status();
+    return run;
+  }
+  SimulatorOptions options;
+  options.workers = workers;
+  run.result = RunSimulation(config, **trainers, *data, options);
+  if (run.result.ok()) {
+    for (const RoundRecord& r : run.result->rounds) run.lines.push_back(RoundJson(r));
+  }
+  return run;
+}
+
+// The results.jsonl line without its "measured" part.
+std::string Deterministic(const std::string& line) {
+  nlohmann::json j = nlohmann::json::parse(line);
+  EXPECT_TRUE(j.contains("measured"));
+  j.erase("measured");
+  return j.dump();
+}
+
+TEST(SimulationTest, MixedFleetTrainsAllThreeMethodsInTheSameRounds) {
+  const protocols::RunConfig config = SmallConfig();
+  SimRun run = Simulate(config);
+  ASSERT_TRUE(run.result.ok()) << run.result.status();
+  const SimulationResult& r = *run.result;
+  ASSERT_GE(r.rounds.size(), 4u);  // the initial evaluation and three training rounds
+  EXPECT_EQ(r.rounds[0].round, 0);
+  std::map<Method, int64_t> uploaded;
+  for (const RoundRecord& round : r.rounds) {
+    if (round.round == 0) continue;
+    EXPECT_TRUE(round.committed) << round.failure;
+    EXPECT_GT(round.virtual_end_s, round.virtual_start_s);
+    for (const auto& [m, s] : round.methods) {
+      uploaded[m] += s.uploaded;
+      EXPECT_EQ(s.selected, s.uploaded + s.dropped + s.stragglers + s.other);
+      if (s.uploaded > 0) EXPECT_GT(s.bytes_up, 0u);
+    }
+  }
+  EXPECT_GT(uploaded[Method::kLora], 0);
+  EXPECT_GT(uploaded[Method::kPartial], 0);
+  EXPECT_GT(uploaded[Method::kZerothOrder], 0);
+  EXPECT_LT(r.final_eval_loss, r.initial_eval_loss);
+  EXPECT_EQ(r.finish_reason, "completed 3 training rounds");
+}
+
+TEST(SimulationTest, SameSeedGivesIdenticalResults) {
+  protocols::RunConfig config = SmallConfig();
+  config.run.rounds = 2;
+  SimRun a = Simulate(config, 6, /*workers=*/1);
+  SimRun b = Simulate(config, 6, /*workers=*/3);
+  ASSERT_TRUE(a.result.ok()) << a.result.status();
+  ASSERT_TRUE(b.result.ok()) << b.result.status();
+  ASSERT_EQ(a.lines.size(), b.lines.size());
+  for (size_t i = 0; i < a.lines.size(); ++i) EXPECT_EQ(Deterministic(a.lines[i]), Deterministic(b.lines[i]));
+  config.run.seed = 12;
+  SimRun c = Simulate(config);
+  ASSERT_TRUE(c.result.ok()) << c.result.status();
+  EXPECT_NE(Deterministic(a.lines.back()), Deterministic(c.lines.back()));
+}
+
+// Two fast clients and one whose plan (the policy's estimate) ends 1% before
+// the deadline: the real messages are a little larger than the estimate
+// (safetensors and codec headers), so it misses the deadline every round,
+// and the rounds last exactly the deadline. With 10% more time it makes it,
+// last, and the round ends with its upload.
+TEST(SimulationTest, VirtualClockMakesTheSlowDeviceMissTheDeadline) {
+  for (double slack : {1.0, 1.1}) {
+    protocols::RunConfig c;
+    c.run.seed = 5;
+    c.run.rounds = 2;
+    c.rounds.clients_per_round = 3;
+    c.rounds.min_clients = 2;
+    c.rounds.eval_every = 0;
+    c.lora.rank = 8;
+    c.train.local_steps = 10;
+    c.train.batch_size = 8;
+    c.data.seq_len = 64;
+    c.data.partition.scheme = "iid";
+    c.simulation.num_clients = 3;
+    const double deadline = 2.0;
+    const coordinator::WorkloadShape shape = coordinator::MakeWorkloadShape(c, Stories260K());
+    const coordinator::MethodChoice lora{.method = Method::kLora, .lora_rank = 8};
+    const double bandwidth = 1e5;  // bytes/s
+    const double transfers = 2.0 * coordinator::EstimateUploadBytes(shape, lora) / bandwidth;
+    const double tokens = double(c.train.local_steps) * c.train.batch_size * c.data.seq_len;
+    protocols::SimProfileOptions edge;
+    edge.name = "edge";
+    edge.tflops = tokens * coordinator::EstimateFlopsPerToken(shape, lora) / (0.99 * deadline - transfers) / 1e12;
+    edge.uplink_mbps = edge.downlink_mbps = bandwidth * 8 / 1e6;
+    edge.methods = {"lora"};
+    protocols::SimProfileOptions fast = edge;
+    fast.name = "fast";
+    fast.tflops = 100;
+    fast.uplink_mbps = fast.downlink_mbps = 10'000;
+    c.simulation.profiles = {fast, edge};
+    c.simulation.devices = {{"fast", 2}, {"edge", 1}};
+    c.rounds.deadline_s = deadline * slack;
+
+    SimRun run = Simulate(c);
+    ASSERT_TRUE(run.result.ok()) << run.result.status();
+    ASSERT_EQ(run.result->rounds.size(), 3u);
+    ASSERT_EQ(run.result->fleet[1].method, "lora");
+    EXPECT_NEAR(run.result->fleet[1].estimated_round_s, 0.99 * deadline, 1e-9);
+    for (size_t i = 1; i < 3; ++i) {
+      const RoundRecord& r = run.result->rounds[i];
+      ASSERT_TRUE(r.committed) << r.failure;
+      const MethodRound& m = r.methods.at(Method::kLora);
+      EXPECT_EQ(m.selected, 3);
+      const double length = r.virtual_end_s - r.virtual_start_s;
+      if (slack == 1.0) {
+        EXPECT_EQ(m.uploaded, 2) << "round " << r.round;
+        EXPECT_EQ(m.stragglers, 1) << "round " << r.round;
+        EXPECT_NEAR(length, deadline, 0.0015);
+      } else {
+        EXPECT_EQ(m.uploaded, 3) << "round " << r.round;
+        EXPECT_EQ(m.stragglers, 0);
+        EXPECT_GT(length, 0.99 * deadline);
+        EXPECT_LT(length, 1.05 * deadline);
+      }
+    }
+  }
+}
+
+// 10,000 registered clients, 20 sampled per round: client state exists for
+// the sampled clients only; the registry costs a few bytes per client.
+TEST(SimulationTest, TenThousandClientsCostMemoryOfTheSampledOnes) {
+  protocols::RunConfig c = SmallConfig();
+  c.simulation.num_clients = 10'000;
+  c.rounds.clients_per_round = 20;
+  c.rounds.min_clients = 10;
+  c.run.rounds = 2;
+  SimRun run = Simulate(c, /*examples_per_client=*/3);
+  ASSERT_TRUE(run.result.ok()) << run.result.status();
+  const SimulationResult& r = *run.result;
+  for (const RoundRecord& round : r.rounds) EXPECT_TRUE(round.committed) << round.failure;
+  // Every client's data (3 examples of 8 tokens and targets) plus two
+  // working copies of the global state.
+  const uint64_t state_bytes = 4 * uint64_t(coordinator::LoraParameterCount(
+                                       coordinator::MakeWorkloadShape(c, Stories260K()), c.lora.rank));
+  const uint64_t per_client = 3 * (2 * 8 * 4 + 2) + 2 * state_bytes;
+  EXPECT_GT(r.peak_live_clients, 0);
+  EXPECT_LE(r.peak_live_clients, 22);  // 20, plus at most one SecAgg top-up per group
+  EXPECT_LE(r.peak_live_client_bytes, uint64_t(r.peak_live_clients) * per_client);
+  EXPECT_LE(r.registry_bytes, 10'000u * 11);
+  EXPECT_LT(r.peak_live_client_bytes, 10'000u * per_client / 400);
+}
+
+}  // namespace
+}  // namespace fedfm::simulation

@@ -1,0 +1,67 @@
+// Where the virtual clients' trainers come from. A TrainerFactory owns what
+// every client shares (the frozen base model, loaded once) and makes a
+// Trainer per client and method while that client is sampled; the trainers
+// are the same client::Trainer implementations a deployed device runs.
+#ifndef FEDFM_SIMULATION_TRAINERS_H_
+#define FEDFM_SIMULATION_TRAINERS_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "client/testing/fake_trainer.h"
+#include "client/trainer.h"
+#include "protocols/config/options.h"
+#include "protocols/device.h"
+#include "protocols/tensor.h"
+
+namespace fedfm::simulation {
+
+// Thread-safe: Create may be called from several threads at once.
+class TrainerFactory {
+ public:
+  virtual ~TrainerFactory() = default;
+
+  // Whether `method` can be trained here (false while its trainer is not
+  // built yet: such clients are then never selected).
+  virtual bool Supports(protocols::Method method) const = 0;
+  // A trainer for one client's round of `method`.
+  virtual absl::StatusOr<std::unique_ptr<client::Trainer>> Create(protocols::Method method) = 0;
+
+  // The run's initial global trainable state.
+  virtual absl::StatusOr<protocols::TensorMap> InitialState() = 0;
+  // The model's sizes, for the method policy and the virtual clock.
+  virtual protocols::ModelDims dims() const = 0;
+  // Bytes every client shares (the base model), counted once.
+  virtual uint64_t shared_bytes() const = 0;
+  // One line for reports: "stories260K (260,032 parameters), LibTorch trainers".
+  virtual std::string description() const = 0;
+};
+
+// The model's sizes from the checkpoint's header (no weights loaded).
+absl::StatusOr<protocols::ModelDims> ReadModelDims(const protocols::RunConfig& config);
+
+// The real trainers (LoRA, partial layers, zeroth order) over the model of
+// `config` (model.path, model.dtype, model.device), loaded once. A method
+// whose trainer is not built yet is reported by Supports() = false.
+absl::StatusOr<std::unique_ptr<TrainerFactory>> MakeModelTrainerFactory(const protocols::RunConfig& config);
+
+// FakeTrainers (client/testing/fake_trainer.h) over the real global-state
+// layout of `dims`: no model is trained, every method is supported, seed
+// scalars are replayable by the coordinator. For tests and for scale runs
+// of the coordinator path. `quality` per method: how well an update points
+// at the shared target (LoRA, partial, zeroth order).
+struct FakeTrainerSettings {
+  double lora_quality = 1.0;
+  double partial_quality = 0.8;
+  double zo_quality = 0.6;
+  uint64_t target_seed = 1;
+};
+absl::StatusOr<std::unique_ptr<TrainerFactory>> MakeFakeTrainerFactory(const protocols::RunConfig& config,
+                                                                       const protocols::ModelDims& dims,
+                                                                       const FakeTrainerSettings& settings = {});
+
+}  // namespace fedfm::simulation
+
+#endif  // FEDFM_SIMULATION_TRAINERS_H_
