@@ -9,6 +9,7 @@
 
 #include "cli/command.h"
 #include "cli/version.h"
+#include "model/runtime.h"
 
 int main(int argc, char** argv) {
   using namespace fedfm::cli;
@@ -51,6 +52,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "fedfm: nothing to do (see --help)\n");
     return kExitUsage;
   }
+  fedfm::model::SetTorchThreads(flags.threads);
+  fedfm::model::RetainFreedHostMemory();
   try {
     return action();
   } catch (const std::exception& e) {

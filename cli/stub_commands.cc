@@ -21,9 +21,6 @@ void AddStub(CLI::App& parent, Action& action, const std::string& name, const st
 
 }  // namespace
 
-void RegisterModelCommand(CLI::App& app, Action& action, const GlobalFlags&) {
-  AddStub(app, action, "model", "Inspect, generate with and evaluate a foundation model", "the model runtime");
-}
 void RegisterTrainCommand(CLI::App& app, Action& action, const GlobalFlags&) {
   AddStub(app, action, "train", "Local centralized fine-tuning (LoRA, partial layers, zeroth-order)", "the trainers");
 }
@@ -40,9 +37,6 @@ void RegisterCoordinatorCommands(CLI::App& app, Action& action, const GlobalFlag
 }
 void RegisterClientCommand(CLI::App& app, Action& action, const GlobalFlags&) {
   AddStub(app, action, "client", "Run a client device that trains on local data", "the device client");
-}
-void RegisterModelBench(CLI::App& bench, Action& action, const GlobalFlags&) {
-  AddStub(bench, action, "model", "Forward tokens/s and peak memory of a model", "the model runtime");
 }
 void RegisterTrainBench(CLI::App& bench, Action& action, const GlobalFlags&) {
   AddStub(bench, action, "train", "LoRA / partial-layer training step time and memory", "the trainers");

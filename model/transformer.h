@@ -107,7 +107,8 @@ struct ForwardOptions {
   // layer -> replacement weights (kept alive by the caller for the call).
   std::map<int, const BlockWeights*> block_overrides;
   // Blocks [0, first_trainable_block) and the embedding run under
-  // NoGradGuard. 0: everything under the caller's grad mode.
+  // NoGradGuard (hooks and overrides there too: nothing below trains).
+  // 0: everything under the caller's grad mode.
   int first_trainable_block = 0;
   bool compute_logits = true;   // the LM head (skip it for classification)
   bool return_hidden = false;   // ForwardResult::hidden
