@@ -22,7 +22,8 @@
 # ITERS (10), DEADLINE_S (570: stages are skipped or cut short past it),
 # TRAIN_FLAGS / ZO_FLAGS (flags of fedfm bench train / zo after the model,
 # dtype, device, batch and length; both default to --steps $ITERS),
-# LORA_FLAGS / MEZO_FLAGS (extra flags of the Python references).
+# LORA_FLAGS / MEZO_FLAGS (extra flags of the Python references),
+# EXTRA_TESTS ("binary:filter[:VAR=value] ...", run alone in the gpu stage).
 set -uo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -114,6 +115,14 @@ if has_stage gpu; then
     (cd "${FEDFM_SRC:-$root}" && timeout "$(budget 120)" "$build_dir/zeroth_order/zeroth_order_gpu_test")
     echo "rc=$?"
   } > "$out/tests.log" 2>&1
+  # EXTRA_TESTS: "binary:filter[:VAR=value]" entries run alone, after the GPU tests.
+  for spec in ${EXTRA_TESTS:-}; do
+    IFS=: read -r bin filter envset <<< "$spec"
+    {
+      echo "== $bin --gtest_filter=$filter ${envset:-}"
+      (cd "${FEDFM_SRC:-$root}" && env ${envset:+"$envset"} timeout "$(budget 120)" "$build_dir/$bin" --gtest_filter="$filter" 2>&1 | tail -15)
+    } >> "$out/tests.log" 2>&1
+  done
   note "gpu tests: $(grep -E '^(\[  PASSED  \]|\[  FAILED  \]|\[  SKIPPED \]|[0-9]+% tests passed)' "$out/tests.log" | tr '\n' ' ')"
 fi
 
