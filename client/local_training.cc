@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "client/lora_trainer.h"
 #include "client/partial_trainer.h"
+#include "client/zeroth_order_trainer.h"
 #include "model/dataset.h"
 #include "model/dataset_rng.h"
 #include "model/loader.h"
@@ -19,6 +20,8 @@
 #include "protocols/config/config.h"
 #include "protocols/file_util.h"
 #include "protocols/status_macros.h"
+#include "zeroth_order/noise.h"
+#include "zeroth_order/seed_pool.h"
 
 namespace fedfm::client {
 namespace {
@@ -153,7 +156,7 @@ absl::StatusOr<LocalTrainResult> RunLocalTrainingImpl(const LocalTrainRequest& r
   const auto start = Clock::now();
   const protocols::RunConfig& config = request.config;
   const Method method = request.method == Method::kAuto ? Method::kLora : request.method;
-  if (method != Method::kLora && method != Method::kPartial) {
+  if (method != Method::kLora && method != Method::kPartial && method != Method::kZerothOrder) {
     return absl::UnimplementedError(
         absl::StrCat("local training with method \"", protocols::MethodName(method), "\" is not built here"));
   }
@@ -227,17 +230,40 @@ absl::StatusOr<LocalTrainResult> RunLocalTrainingImpl(const LocalTrainRequest& r
   task.grad_clip = config.train.grad_clip;
   task.fedprox_mu = config.train.fedprox_mu;
   task.round_seed = config.run.seed;
+  // Zeroth order: one round of the run's seed pool (0 = dense updates).
+  const protocols::ZerothOrderOptions& zo = config.zeroth_order;
+  task.zo_epsilon = zo.epsilon;
+  task.zo_learning_rate = zo.learning_rate;
+  task.zo_perturbations = zo.perturbations;
+  if (method == Method::kZerothOrder && zo.seed_pool > 0) {
+    task.seed_pool = zeroth_order::SeedPool::ForRound(config.run.seed, /*round=*/0, zo.seed_pool).seeds();
+  }
   std::unique_ptr<Trainer> trainer;
   const uint64_t trainer_seed = model::DeriveSeed(config.run.seed, kTrainerPurpose);
   if (method == Method::kLora) {
     trainer = std::make_unique<LoraTrainer>(model, options, trainer_seed);
+  } else if (method == Method::kZerothOrder) {
+    ZerothOrderTrainerOptions zo_options;
+    zo_options.zo = zo;
+    zo_options.train = config.train;
+    zo_options.lora = spec;
+    zo_options.on_step = options.on_step;
+    trainer = std::make_unique<ZerothOrderTrainer>(model, zo_options, trainer_seed);
   } else {
     trainer = std::make_unique<PartialLayerTrainer>(model, options, trainer_seed);
   }
 
   FEDFM_ASSIGN_OR_RETURN(protocols::EvalReport before, trainer->Evaluate(task, state, data));
   FEDFM_ASSIGN_OR_RETURN(result.update, trainer->Train(task, state, data));
-  FEDFM_ASSIGN_OR_RETURN(TensorMap trained, ApplyDelta(state, result.update.delta));
+  TensorMap delta = result.update.delta;
+  if (result.update.kind == protocols::UpdateKind::kSeedScalars) {
+    // The coordinator's replay of the seed scalars (zeroth_order/seed_pool.h).
+    FEDFM_ASSIGN_OR_RETURN(zeroth_order::NoiseKind kind, zeroth_order::ParseNoiseKind(zo.noise));
+    const std::vector<double> scalars(result.update.seed_scalars.begin(), result.update.seed_scalars.end());
+    FEDFM_ASSIGN_OR_RETURN(delta, zeroth_order::SeedPoolDelta(state, zeroth_order::SeedPool(task.seed_pool), scalars,
+                                                              zo.learning_rate, kind));
+  }
+  FEDFM_ASSIGN_OR_RETURN(TensorMap trained, ApplyDelta(state, delta));
   FEDFM_ASSIGN_OR_RETURN(protocols::EvalReport after, trainer->Evaluate(task, trained, data));
   result.eval_loss_before = before.metrics.at("eval_loss");
   result.eval_loss_after = after.metrics.at("eval_loss");
@@ -275,6 +301,14 @@ absl::StatusOr<LocalTrainResult> RunLocalTrainingImpl(const LocalTrainRequest& r
                {"rslora", spec.rslora}, {"freeze_a", spec.freeze_a}, {"targets", adapter.config.target_modules}};
   if (method == Method::kPartial) {
     j["partial"] = {{"top_blocks", result.top_blocks}, {"full_weights", full_weights}};
+  }
+  if (method == Method::kZerothOrder) {
+    j["optimizer"] = "zo";
+    j["learning_rate"] = zo.learning_rate;
+    j["zeroth_order"] = {{"epsilon", zo.epsilon},         {"learning_rate", zo.learning_rate},
+                         {"perturbations", zo.perturbations}, {"weight_decay", zo.weight_decay},
+                         {"noise", zo.noise},             {"estimator", zo.estimator},
+                         {"seed_pool", zo.seed_pool},     {"seed_scalar_bytes", 4 * task.seed_pool.size()}};
   }
   j["eval_loss_before"] = result.eval_loss_before;
   j["eval_loss_after"] = result.eval_loss_after;

@@ -19,9 +19,13 @@ namespace fedfm::client {
 
 struct LocalTrainRequest {
   // model (path, tokenizer, dtype, device), data (path, format, eval_path,
-  // eval_fraction, seq_len), train, lora, partial, run.seed.
+  // eval_fraction, seq_len), train, lora, partial, zeroth_order, run.seed.
+  // kZerothOrder trains the adapter with ZerothOrderTrainer for one round of
+  // zeroth_order.seed_pool seeds (SeedPool::ForRound(run.seed, 0, K)); its
+  // seed scalars are replayed as the coordinator would (SeedPoolDelta) into
+  // the saved adapter. zeroth_order.seed_pool = 0: a dense update.
   protocols::RunConfig config;
-  protocols::Method method = protocols::Method::kLora;  // kLora or kPartial
+  protocols::Method method = protocols::Method::kLora;  // kLora, kPartial or kZerothOrder
   std::filesystem::path out;       // adapter (PEFT layout) and metrics.json
   int eval_max_examples = 256;     // evaluate on at most this many held-out examples; 0 = all
   std::function<void(const TrainProgress&)> on_step;

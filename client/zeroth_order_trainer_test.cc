@@ -6,19 +6,26 @@
 #include "client/zeroth_order_trainer.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <iostream>
 #include <map>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
 #include "aggregation/aggregator.h"
+#include "client/local_training.h"
 #include "client/train_loop_testing.h"
 #include "model/dataset_rng.h"
 #include "model/torch_bridge.h"
+#include "peft/adapter_io.h"
 #include "peft/state.h"
 #include "peft/trainable.h"
+#include "protocols/file_util.h"
 #include "protocols/status_macros.h"
 #include "zeroth_order/noise.h"
 #include "zeroth_order/seed_pool.h"
@@ -487,6 +494,51 @@ TEST(ZerothOrderTrainerTest, RefusesTasksItCannotRun) {
   EXPECT_EQ(code(bad, Options(4)), absl::StatusCode::kInvalidArgument);
   Dataset empty;
   EXPECT_EQ(trainer.Train(ZoTask(1, 1e-3), scratch, empty).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// `fedfm train --method zo`'s engine: one round of a K = 64 seed pool, the
+// seed scalars replayed into the saved adapter as the coordinator would.
+TEST(ZoTrainLocalTest, SeedPoolRunWritesAdapterAndMetrics) {
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() /
+                                    ("fedfm_zo_local_test_" + std::to_string(getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  const std::string text = *protocols::ReadFileToString("assets/tinyshakespeare/input.txt");
+  ASSERT_TRUE(protocols::WriteFileAtomic(dir / "data.txt", text.substr(0, 60000)).ok());
+  LocalTrainRequest request;
+  protocols::RunConfig& config = request.config;
+  config.data.path = (dir / "data.txt").string();
+  config.data.format = "text";
+  config.data.seq_len = 64;
+  config.train.local_steps = 60;
+  config.train.batch_size = 4;
+  config.lora.rank = 1;
+  config.lora.alpha = 2;
+  config.lora.targets = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+  config.zeroth_order.learning_rate = 4e-3;
+  config.zeroth_order.epsilon = 1e-3;
+  config.zeroth_order.seed_pool = 64;
+  config.run.seed = 5;
+  request.method = protocols::Method::kZerothOrder;
+  request.out = dir / "out";
+  request.eval_max_examples = 64;
+  absl::StatusOr<LocalTrainResult> result = RunLocalTraining(request);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->update.kind, protocols::UpdateKind::kSeedScalars);
+  EXPECT_EQ(result->update.seed_scalars.size(), 64u);
+  EXPECT_EQ(result->losses.size(), 60u);
+  std::cout << "local zo: eval loss " << result->eval_loss_before << " -> " << result->eval_loss_after << "\n";
+  EXPECT_LT(result->eval_loss_after, result->eval_loss_before - 0.2);
+  absl::StatusOr<peft::Adapter> adapter = peft::LoadAdapter(request.out);
+  ASSERT_TRUE(adapter.ok()) << adapter.status();
+  EXPECT_EQ(adapter->config.r, 1);
+  nlohmann::json metrics = nlohmann::json::parse(*protocols::ReadFileToString(request.out / "metrics.json"));
+  EXPECT_EQ(metrics["method"], "zo");
+  EXPECT_EQ(metrics["zeroth_order"]["seed_pool"], 64);
+  EXPECT_EQ(metrics["zeroth_order"]["seed_scalar_bytes"], 256);
+  EXPECT_EQ(metrics["loss_curve"].size(), 60u);
+  EXPECT_DOUBLE_EQ(metrics["eval_loss_after"].get<double>(), result->eval_loss_after);
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
