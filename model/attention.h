@@ -17,7 +17,8 @@
 
 namespace fedfm::model {
 
-// The path Forward uses: fused where the linked LibTorch has it.
+// The path Forward uses: fused where the linked LibTorch has it, except for
+// inputs carrying forward-mode AD tangents, which the fused kernels lack.
 torch::Tensor CausalAttention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v);
 
 // Plain matmul / mask / softmax / matmul.
