@@ -47,10 +47,13 @@ find_package(Torch CONFIG REQUIRED)
 add_library(fedfm_dep_torch INTERFACE)
 # PyTorch's pip wheels export copies of libstdc++ symbols that they link
 # statically, std::filesystem among them (pytorch/pytorch#133437). A program
-# whose libtorch_cpu.so comes before libstdc++.so.6 in its DT_NEEDED list binds
-# its own std::filesystem calls to those copies, built against another
-# libstdc++, and crashes. Naming libstdc++ first makes the dynamic linker find
-# the real ones first; elsewhere it changes nothing.
+# linked with those libraries ahead of libstdc++ binds its own std::filesystem
+# calls to the copies, built against another libstdc++, and crashes (seen:
+# segfaults in every test that builds paths). Naming libstdc++ first fixes
+# both linkings: a shared libstdc++.so.6 comes first in DT_NEEDED, and a
+# static one (the GPU image's compiler links it so) is searched before
+# LibTorch, so the program's references resolve to its own copy. Elsewhere it
+# changes nothing.
 target_link_libraries(fedfm_dep_torch INTERFACE stdc++ ${TORCH_LIBRARIES})
 target_include_directories(fedfm_dep_torch SYSTEM INTERFACE ${TORCH_INCLUDE_DIRS})
 add_library(fedfm::dep::torch ALIAS fedfm_dep_torch)

@@ -74,8 +74,11 @@ build_dir=${FEDFM_BUILD:-$root/build-gpu}
 fedfm="$build_dir/fedfm"
 note "source: ${FEDFM_SRC:-?} build: $build_dir"
 if [[ -x "$fedfm" ]]; then
-  # libstdc++ must come before LibTorch (cmake/FedfmDependencies.cmake says why).
-  note "fedfm NEEDED: $(readelf -d "$fedfm" | grep -oE 'lib(stdc\+\+|torch_cpu|torch|c10)\.so[.0-9]*' | tr '\n' ' ')"
+  # libstdc++ must come before LibTorch (cmake/FedfmDependencies.cmake says
+  # why): with a static libstdc++ no std::filesystem reference is left for the
+  # dynamic linker, with a shared one libstdc++.so.6 precedes libtorch_cpu.so.
+  note "fedfm: $(nm -D "$fedfm" | grep -cE ' U _ZNSt10filesystem') undefined std::filesystem references;" \
+    "NEEDED $(readelf -d "$fedfm" | grep -oE 'lib(stdc\+\+|torch_cpu)\.so[.0-9]*' | tr '\n' ' ')"
 fi
 
 if has_stage diag; then
