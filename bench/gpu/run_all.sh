@@ -15,6 +15,7 @@
 #   ctest   the whole ctest (gRPC tests are not built; the browser test skips
 #           without chromium)
 #   diag    how libstdc++ is linked and where std::filesystem binds (diag.txt)
+#   extra   $EXTRA_CMDS (more benchmark variants), output in bench.log
 # Writes to $OUT (default /tmp/fedfm-gpu-out) at most 8 files: build.log,
 # tests.log, bench.log, model_compare.json, lora_compare.json,
 # zo_compare.json, summary.txt, diag.txt.
@@ -23,7 +24,8 @@
 # TRAIN_FLAGS / ZO_FLAGS (flags of fedfm bench train / zo after the model,
 # dtype, device, batch and length; both default to --steps $ITERS),
 # LORA_FLAGS / MEZO_FLAGS (extra flags of the Python references),
-# EXTRA_TESTS ("binary:filter[:VAR=value] ...", run alone in the gpu stage).
+# EXTRA_TESTS ("binary:filter[:VAR=value] ...", run alone in the gpu stage),
+# CTEST_JOBS (parallel tests; default all cores, each test using all cores).
 set -uo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -184,12 +186,24 @@ if has_stage zo; then
   grep -E '^  step' "$out/bench.log" | tail -2 | tee -a "$summary"
 fi
 
+if has_stage extra && [[ -n "${EXTRA_CMDS:-}" ]]; then
+  # EXTRA_CMDS: shell commands (';'-separated) run from the repository root
+  # with FEDFM, MODEL_DIR, BATCH, SEQ_LEN and ITERS set; output to bench.log.
+  export FEDFM="$fedfm" MODEL_DIR="$model_dir" BATCH="$batch" SEQ_LEN="$seq_len" ITERS="$iters"
+  {
+    echo "== extra: $EXTRA_CMDS"
+    timeout "$(budget 300)" bash -c "$EXTRA_CMDS"
+    echo "rc=$?"
+  } >> "$out/bench.log" 2>&1
+  note "extra: $(grep -c '^{' "$out/bench.log") JSON lines in bench.log"
+fi
+
 if has_stage ctest; then
   left=$(budget 600)
   if ((left > 30)); then
     {
       echo "== ctest (whole suite, ${left} s)"
-      timeout "$left" ctest --test-dir "$build_dir" -j "$(nproc)" --timeout 300 --output-on-failure
+      timeout "$left" ctest --test-dir "$build_dir" -j "${CTEST_JOBS:-$(nproc)}" --timeout 300 --output-on-failure
       echo "rc=$?"
     } >> "$out/tests.log" 2>&1
     note "ctest: $(grep -E 'tests passed|tests failed|^rc=' "$out/tests.log" | tail -2 | tr '\n' ' ')"
