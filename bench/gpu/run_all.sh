@@ -25,7 +25,8 @@
 # dtype, device, batch and length; both default to --steps $ITERS),
 # LORA_FLAGS / MEZO_FLAGS (extra flags of the Python references),
 # EXTRA_TESTS ("binary:filter[:VAR=value] ...", run alone in the gpu stage),
-# CTEST_JOBS (parallel tests; default all cores, each test using all cores).
+# CTEST_JOBS (parallel tests; default all cores), CTEST_THREADS (OMP_NUM_THREADS
+# of each test, 2).
 set -uo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -203,7 +204,10 @@ if has_stage ctest; then
   if ((left > 30)); then
     {
       echo "== ctest (whole suite, ${left} s)"
-      timeout "$left" ctest --test-dir "$build_dir" -j "${CTEST_JOBS:-$(nproc)}" --timeout 300 --output-on-failure
+      # Each LibTorch test would take every core: CTEST_THREADS (2, as on CI)
+      # keeps parallel tests from starving one another.
+      OMP_NUM_THREADS=${CTEST_THREADS:-2} timeout "$left" \
+        ctest --test-dir "$build_dir" -j "${CTEST_JOBS:-$(nproc)}" --timeout 300 --output-on-failure
       echo "rc=$?"
     } >> "$out/tests.log" 2>&1
     note "ctest: $(grep -E 'tests passed|tests failed|^rc=' "$out/tests.log" | tail -2 | tr '\n' ' ')"
