@@ -66,6 +66,7 @@ void AddTargetFlags(CLI::App* app, model::RunTarget* target) {
 
 json PhaseJson(const model::BenchPhase& p) {
   return json{{"ms_per_iter", p.ms_per_iter},
+              {"cpu_ms_per_iter", p.cpu_ms_per_iter},
               {"tokens_per_s", p.tokens_per_s},
               {"peak_memory_bytes", p.peak_memory_bytes}};
 }

@@ -7,6 +7,8 @@
 #include <malloc.h>
 #endif
 
+#include <time.h>
+
 #include <chrono>
 #include <cmath>
 #include <fstream>
@@ -63,6 +65,12 @@ int64_t PeakRssBytes() { return ProcStatusBytes("VmHWM:"); }
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+double ProcessCpuSeconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
 
 absl::StatusOr<ModelOptions> ToModelOptions(const RunTarget& target) {
   ModelOptions options;
@@ -261,10 +269,12 @@ absl::StatusOr<BenchResult> BenchForward(const BenchRequest& request) {
       for (int64_t i = 1; i < request.warmup; ++i) step();
       Synchronize(device);
       const auto start = Clock::now();
+      const double cpu_start = ProcessCpuSeconds();
       for (int64_t i = 0; i < request.iters; ++i) step();
       Synchronize(device);
       const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
       phase.ms_per_iter = 1000.0 * seconds / static_cast<double>(request.iters);
+      phase.cpu_ms_per_iter = 1000.0 * (ProcessCpuSeconds() - cpu_start) / static_cast<double>(request.iters);
       phase.tokens_per_s = static_cast<double>(request.batch * request.seq_len * request.iters) / seconds;
       return phase;
     };

@@ -76,7 +76,8 @@ struct BenchRequest {
   RunTarget target;
 };
 struct BenchPhase {
-  double ms_per_iter = 0;
+  double ms_per_iter = 0;      // wall clock
+  double cpu_ms_per_iter = 0;  // process CPU time, all threads (steadier on a shared machine)
   double tokens_per_s = 0;
   // One iteration's peak memory above the live memory before it (the model's
   // weights excluded): CPU, resident set size; CUDA, bytes allocated through

@@ -78,6 +78,7 @@ TEST(ModelTasksTest, BenchReportsEveryPhase) {
   ASSERT_TRUE(result.ok()) << result.status();
   for (const BenchPhase* phase : {&result->forward, &result->forward_loss, &result->train_step}) {
     EXPECT_GT(phase->ms_per_iter, 0);
+    EXPECT_GT(phase->cpu_ms_per_iter, 0);
     EXPECT_GT(phase->tokens_per_s, 0);
   }
   EXPECT_GT(result->cores, 0);
