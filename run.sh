@@ -72,9 +72,11 @@ case "${1:-demo}" in
     "$BUILD_DIR/fedfm" simulate || {
       status=$?
       if [ $status -eq 2 ]; then
-        log "the simulation is not built yet; showing what exists instead"
-        "$BUILD_DIR/fedfm" --version
-        "$BUILD_DIR/fedfm" config show examples/mixed_fleet_secagg.toml
+        log "the simulation is not built yet; running what exists instead"
+        "$BUILD_DIR/fedfm" model info
+        "$BUILD_DIR/fedfm" model generate --prompt "Once upon a time" --max-tokens 60
+        echo
+        "$BUILD_DIR/fedfm" bench secagg --clients 16 --params 100000 --dropout 0.1
       else
         exit $status
       fi
