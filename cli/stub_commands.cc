@@ -27,9 +27,6 @@ void RegisterTrainCommand(CLI::App& app, Action& action, const GlobalFlags&) {
 void RegisterAdapterCommand(CLI::App& app, Action& action, const GlobalFlags&) {
   AddStub(app, action, "adapter", "Export, merge and inspect LoRA adapters (HF PEFT layout)", "adapter I/O");
 }
-void RegisterSimulateCommand(CLI::App& app, Action& action, const GlobalFlags&) {
-  AddStub(app, action, "simulate", "Run a federated simulation of virtual devices in one process", "the simulation");
-}
 void RegisterCoordinatorCommands(CLI::App& app, Action& action, const GlobalFlags&) {
   AddStub(app, action, "coordinator", "Run the coordinator service (gRPC, SQLite state, dashboard)", "the coordinator");
   AddStub(app, action, "enroll", "Issue an enrollment token for a client device", "the coordinator");

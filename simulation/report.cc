@@ -369,21 +369,28 @@ std::string SummaryTable(const SimulationResult& result, const RunContext& conte
   absl::StrAppend(&out, "  virtual time   ", Fmt(result.virtual_time_s, 2), " s        wall ",
                   Fmt(result.wall_s, 1), " s (", result.workers, " training threads, overhead ",
                   Fmt(100.0 * OverheadFraction(result), 1), "% of CPU)\n");
-  absl::StrAppend(&out, absl::StrFormat("  %-15s %-26s %8s %8s %8s %10s %11s %11s %10s\n", "method", "devices",
+  const std::map<Method, MethodTotals> totals = Totals(result);
+  std::map<Method, std::string> devices;
+  size_t width = 7;
+  for (Method m : kMethods) {
+    std::vector<std::string> names;
+    for (const FleetEntry& f : result.fleet) {
+      if (f.method == protocols::MethodName(m)) names.push_back(absl::StrCat(f.device, " x", f.clients));
+    }
+    devices[m] = absl::StrJoin(names, ", ");
+    width = std::max(width, devices[m].size());
+  }
+  const int w = static_cast<int>(width);
+  absl::StrAppend(&out, absl::StrFormat("  %-14s %-*s %8s %8s %8s %10s %10s %10s %10s\n", "method", w, "devices",
                                         "sampled", "uploaded", "dropped", "stragglers", "bytes up", "bytes down",
                                         "train loss"));
-  const std::map<Method, MethodTotals> totals = Totals(result);
   for (Method m : kMethods) {
-    std::vector<std::string> devices;
-    for (const FleetEntry& f : result.fleet) {
-      if (f.method == protocols::MethodName(m)) devices.push_back(absl::StrCat(f.device, " x", f.clients));
-    }
     auto it = totals.find(m);
-    if (it == totals.end() && devices.empty()) continue;
+    if (it == totals.end() && devices[m].empty()) continue;
     const MethodTotals t = it == totals.end() ? MethodTotals{} : it->second;
-    absl::StrAppend(&out, absl::StrFormat("  %-15s %-26s %8d %8d %8d %10d %11s %11s %10s\n", Pretty(m),
-                                          absl::StrJoin(devices, ", "), t.selected, t.uploaded, t.dropped,
-                                          t.stragglers, Bytes(static_cast<double>(t.bytes_up)),
+    absl::StrAppend(&out, absl::StrFormat("  %-14s %-*s %8d %8d %8d %10d %10s %10s %10s\n", Pretty(m), w,
+                                          devices[m], t.selected, t.uploaded, t.dropped, t.stragglers,
+                                          Bytes(static_cast<double>(t.bytes_up)),
                                           Bytes(static_cast<double>(t.bytes_down)), Fmt(t.last_train_loss)));
   }
   for (const std::string& m : result.unsupported_methods) {

@@ -292,7 +292,8 @@ absl::Status VirtualTrainer::Spend(int64_t compute_us) {
 absl::StatusOr<client::Trainer*> VirtualTrainer::Inner(Method method) {
   auto it = inner_.find(method);
   if (it != inner_.end()) return it->second.get();
-  FEDFM_ASSIGN_OR_RETURN(std::unique_ptr<client::Trainer> t, s_.trainers.Create(method));
+  FEDFM_ASSIGN_OR_RETURN(std::unique_ptr<client::Trainer> t,
+                         s_.trainers.Create(method, static_cast<uint64_t>(c_.index)));
   return (inner_[method] = std::move(t)).get();
 }
 
@@ -504,6 +505,33 @@ double MetricOr(const std::map<std::string, double>& m, const std::string& name,
 
 }  // namespace
 
+absl::StatusOr<std::vector<FleetEntry>> PlanFleet(const protocols::RunConfig& config, const TrainerFactory& trainers) {
+  FEDFM_ASSIGN_OR_RETURN(Fleet fleet, BuildFleet(config.simulation, config.run.seed));
+  const WorkloadShape shape = coordinator::MakeWorkloadShape(config, trainers.dims());
+  std::vector<FleetEntry> out;
+  for (size_t i = 0; i < fleet.devices.size(); ++i) {
+    const VirtualDevice& d = fleet.devices[i];
+    FleetEntry e;
+    e.device = d.profile.name;
+    e.description = d.description;
+    e.clients = fleet.count[i];
+    absl::StatusOr<protocols::DeviceProfile> p = Trainable(d.profile, trainers);
+    absl::StatusOr<MethodChoice> choice =
+        p.ok() ? coordinator::ChooseMethod(*p, config, shape) : absl::StatusOr<MethodChoice>(p.status());
+    if (choice.ok()) {
+      e.method = protocols::MethodName(choice->method);
+      e.lora_rank = choice->lora_rank;
+      e.top_blocks = choice->top_blocks;
+      e.estimated_round_s = choice->round_seconds;
+      e.estimated_memory_bytes = choice->memory_bytes;
+    } else {
+      e.method = absl::StrCat("none: ", choice.status().message());
+    }
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
 std::string SimClientId(int64_t index) { return absl::StrFormat("sim-%08d", index); }
 
 absl::StatusOr<SimulationResult> RunSimulation(const protocols::RunConfig& config, TrainerFactory& trainers,
@@ -526,26 +554,7 @@ absl::StatusOr<SimulationResult> RunSimulation(const protocols::RunConfig& confi
   for (Method m : {Method::kLora, Method::kPartial, Method::kZerothOrder}) {
     if (!trainers.Supports(m)) result.unsupported_methods.push_back(protocols::MethodName(m));
   }
-  for (size_t i = 0; i < fleet.devices.size(); ++i) {
-    const VirtualDevice& d = fleet.devices[i];
-    FleetEntry e;
-    e.device = d.profile.name;
-    e.description = d.description;
-    e.clients = fleet.count[i];
-    absl::StatusOr<protocols::DeviceProfile> p = Trainable(d.profile, trainers);
-    absl::StatusOr<MethodChoice> choice =
-        p.ok() ? coordinator::ChooseMethod(*p, config, shape) : absl::StatusOr<MethodChoice>(p.status());
-    if (choice.ok()) {
-      e.method = protocols::MethodName(choice->method);
-      e.lora_rank = choice->lora_rank;
-      e.top_blocks = choice->top_blocks;
-      e.estimated_round_s = choice->round_seconds;
-      e.estimated_memory_bytes = choice->memory_bytes;
-    } else {
-      e.method = absl::StrCat("none: ", choice.status().message());
-    }
-    result.fleet.push_back(std::move(e));
-  }
+  FEDFM_ASSIGN_OR_RETURN(result.fleet, PlanFleet(config, trainers));
 
   FEDFM_ASSIGN_OR_RETURN(std::unique_ptr<coordinator::Store> store, coordinator::OpenSqliteStore(":memory:"));
   coordinator::ManualClock clock;
@@ -590,7 +599,7 @@ absl::StatusOr<SimulationResult> RunSimulation(const protocols::RunConfig& confi
 
   std::unique_ptr<client::Trainer> evaluator;
   if (options.central_eval) {
-    FEDFM_ASSIGN_OR_RETURN(evaluator, trainers.Create(Method::kLora));
+    FEDFM_ASSIGN_OR_RETURN(evaluator, trainers.Create(Method::kLora, ~uint64_t{0}));
     FEDFM_ASSIGN_OR_RETURN(protocols::EvalReport r, CentralEvaluate(*evaluator, config, initial, data, shared));
     RoundRecord zero;
     zero.round = 0;
@@ -599,6 +608,7 @@ absl::StatusOr<SimulationResult> RunSimulation(const protocols::RunConfig& confi
     zero.wall_total_s = Since(start);
     result.rounds.push_back(zero);
     result.initial_eval_loss = zero.eval_loss;
+    if (options.on_round) options.on_round(zero);
   }
 
   uint64_t slot = 0;
@@ -814,6 +824,7 @@ absl::StatusOr<SimulationResult> RunSimulation(const protocols::RunConfig& confi
     rec.wall_s = Since(round_wall);
     rec.wall_total_s = Since(start);
     result.rounds.push_back(rec);
+    if (options.on_round) options.on_round(rec);
     rounds_wall += rec.wall_s;
     ++rounds_done;
     {

@@ -58,15 +58,6 @@ struct Progress {
   double eta_s = -1;         // what is left, estimated; < 0 unknown
 };
 
-struct SimulatorOptions {
-  // Clients training at once; 0: simulation.threads, and when that is 0 too,
-  // every core.
-  int workers = 0;
-  // Evaluate the global state on the central evaluation set after every
-  // committed training round (and the initial state first).
-  bool central_eval = true;
-  std::function<void(const Progress&)> on_progress;
-};
 
 // One method's part in one round.
 struct MethodRound {
@@ -141,12 +132,28 @@ struct SimulationResult {
   int64_t client_steps = 0;
 };
 
+struct SimulatorOptions {
+  // Clients training at once; 0: simulation.threads, and when that is 0 too,
+  // every core.
+  int workers = 0;
+  // Evaluate the global state on the central evaluation set after every
+  // committed training round (and the initial state first).
+  bool central_eval = true;
+  std::function<void(const Progress&)> on_progress;
+  // Each round attempt once recorded (round 0 first), from the calling thread.
+  std::function<void(const RoundRecord&)> on_round;
+};
+
 // Runs the simulation of `config` on `data` (laid out for
 // simulation.num_clients clients) with `trainers`. Errors: the config or the
 // fleet is invalid, no round can start (too few clients online or able to
 // train), or a client failed in a way a device would not (a trainer error).
 absl::StatusOr<SimulationResult> RunSimulation(const protocols::RunConfig& config, TrainerFactory& trainers,
                                                const SimData& data, const SimulatorOptions& options = {});
+
+// The fleet of `config` and the method the policy gives each of its devices
+// (restricted to what `trainers` supports), at nominal speed.
+absl::StatusOr<std::vector<FleetEntry>> PlanFleet(const protocols::RunConfig& config, const TrainerFactory& trainers);
 
 // The client id of registered client `index` ("sim-00000042").
 std::string SimClientId(int64_t index);

@@ -46,7 +46,7 @@ class FakeFactory final : public TrainerFactory {
 
   bool Supports(Method) const override { return true; }
 
-  absl::StatusOr<std::unique_ptr<client::Trainer>> Create(Method method) override {
+  absl::StatusOr<std::unique_ptr<client::Trainer>> Create(Method method, uint64_t) override {
     client::FakeTrainerOptions o;
     o.target_seed = settings_.target_seed;
     o.quality = method == Method::kZerothOrder ? settings_.zo_quality
@@ -97,9 +97,5 @@ absl::StatusOr<std::unique_ptr<TrainerFactory>> MakeFakeTrainerFactory(const pro
   return std::unique_ptr<TrainerFactory>(new FakeFactory(config, dims, settings, noise));
 }
 
-absl::StatusOr<std::unique_ptr<TrainerFactory>> MakeModelTrainerFactory(const protocols::RunConfig& config) {
-  return absl::UnimplementedError(absl::StrCat("the LibTorch trainers (client/) are not built yet: cannot train ",
-                                               config.model.path));
-}
 
 }  // namespace fedfm::simulation

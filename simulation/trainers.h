@@ -26,8 +26,9 @@ class TrainerFactory {
   // Whether `method` can be trained here (false while its trainer is not
   // built yet: such clients are then never selected).
   virtual bool Supports(protocols::Method method) const = 0;
-  // A trainer for one client's round of `method`.
-  virtual absl::StatusOr<std::unique_ptr<client::Trainer>> Create(protocols::Method method) = 0;
+  // A trainer for one round of registered client `client` with `method`
+  // (its own draws seeded from the run seed and `client`).
+  virtual absl::StatusOr<std::unique_ptr<client::Trainer>> Create(protocols::Method method, uint64_t client) = 0;
 
   // The run's initial global trainable state.
   virtual absl::StatusOr<protocols::TensorMap> InitialState() = 0;
@@ -42,10 +43,13 @@ class TrainerFactory {
 // The model's sizes from the checkpoint's header (no weights loaded).
 absl::StatusOr<protocols::ModelDims> ReadModelDims(const protocols::RunConfig& config);
 
-// The real trainers (LoRA, partial layers, zeroth order) over the model of
-// `config` (model.path, model.dtype, model.device), loaded once. A method
-// whose trainer is not built yet is reported by Supports() = false.
-absl::StatusOr<std::unique_ptr<TrainerFactory>> MakeModelTrainerFactory(const protocols::RunConfig& config);
+// The real trainers (client::LoraTrainer, PartialLayerTrainer,
+// ZerothOrderTrainer) over the model of `config` (model.path, model.dtype,
+// model.device), loaded once and shared by every client. `num_labels` > 0:
+// the state carries a classification head. A method whose trainer is not
+// built yet is reported by Supports() = false.
+absl::StatusOr<std::unique_ptr<TrainerFactory>> MakeModelTrainerFactory(const protocols::RunConfig& config,
+                                                                        int num_labels);
 
 // FakeTrainers (client/testing/fake_trainer.h) over the real global-state
 // layout of `dims`: no model is trained, every method is supported, seed
