@@ -14,6 +14,10 @@ PACKAGES=(g++ cmake ninja-build pkg-config libtorch-dev libopenblas0-openmp libg
   libgtest-dev libgmock-dev libcli11-dev libtomlplusplus-dev libspdlog-dev nlohmann-json3-dev
   libbenchmark-dev clang libclang-rt-14-dev ccache gnuplot-nox libjs-dygraphs chromium)
 
+# OpenMP threads busy-wait by default; with parallel tests on few cores that
+# slows LibTorch by an order of magnitude. libgomp reads this at load time.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
+
 BUILD_DIR=${BUILD_DIR:-build}
 JOBS=${JOBS:-$(nproc)}
 FUZZ_SECONDS=${FUZZ_SECONDS:-20}
