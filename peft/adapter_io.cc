@@ -160,8 +160,15 @@ absl::StatusOr<AdapterConfig> ParseAdapterConfigJson(const std::string& text, co
     }
     return absl::OkStatus();
   };
-  FEDFM_RETURN_IF_ERROR(refuse_true("use_dora"));
-  FEDFM_RETURN_IF_ERROR(refuse_true("fan_in_fan_out"));
+  for (const char* k : {"use_dora", "fan_in_fan_out", "lora_bias", "use_qalora", "use_bdlora"}) {
+    FEDFM_RETURN_IF_ERROR(refuse_true(k));
+  }
+  // Extras that change the model beyond the projections' low-rank updates.
+  for (const char* k : {"trainable_token_indices", "alora_invocation_tokens", "target_parameters"}) {
+    if (const json* v = key(k); v != nullptr && !(v->is_array() && v->empty()) && !(v->is_object() && v->empty())) {
+      return absl::UnimplementedError(absl::StrCat(source, ": \"", k, "\": ", v->dump(), " is not supported"));
+    }
+  }
   if (const json* v = key("bias"); v != nullptr && (!v->is_string() || v->get<std::string>() != "none")) {
     return absl::UnimplementedError(absl::StrCat(source, ": \"bias\": ", v->dump(), " is not supported (only \"none\")"));
   }

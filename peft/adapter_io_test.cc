@@ -148,6 +148,15 @@ TEST(AdapterIoTest, RefusesWhatItCannotApply) {
             absl::StatusCode::kUnimplemented);
   EXPECT_EQ(parse(R"({"peft_type": "LORA", "r": 4, "lora_alpha": 8, "bias": "all"})").status().code(),
             absl::StatusCode::kUnimplemented);
+  EXPECT_EQ(parse(R"({"peft_type": "LORA", "r": 4, "lora_alpha": 8, "lora_bias": true})").status().code(),
+            absl::StatusCode::kUnimplemented);
+  EXPECT_EQ(parse(R"({"peft_type": "LORA", "r": 4, "lora_alpha": 8, "trainable_token_indices": [3]})")
+                .status()
+                .code(),
+            absl::StatusCode::kUnimplemented);
+  EXPECT_TRUE(parse(R"({"peft_type": "LORA", "r": 4, "lora_alpha": 8, "trainable_token_indices": null,
+                        "lora_bias": false, "target_parameters": null})")
+                  .ok());
   EXPECT_EQ(parse(R"({"peft_type": "IA3", "r": 4, "lora_alpha": 8})").status().code(),
             absl::StatusCode::kUnimplemented);
   absl::StatusOr<AdapterConfig> no_r = parse(R"({"peft_type": "LORA", "lora_alpha": 8})");

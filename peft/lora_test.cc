@@ -91,6 +91,25 @@ TEST(LoraHookTest, MatchesDenseReference) {
   EXPECT_LT(MaxRelErr(hook.Apply(1, model::Projection::kUp, x, fused), want), 1e-5);
 }
 
+TEST(LoraHookTest, SharedInputProductsMatchSeparateOnes) {
+  at::Generator gen = at::detail::createCPUGenerator(5);
+  std::map<model::Projection, std::pair<torch::Tensor, torch::Tensor>> ab;
+  LoraHook hook(/*num_layers=*/1, /*scale=*/1.5);
+  for (model::Projection p : {model::Projection::kQ, model::Projection::kK, model::Projection::kV}) {
+    ab[p] = {torch::randn({3, 64}, gen), torch::randn({p == model::Projection::kQ ? 64 : 32, 3}, gen)};
+    hook.Set(0, p, ab[p].first, ab[p].second);
+  }
+  // Twice, with new inputs: the shared product must follow the input.
+  for (int round = 0; round < 2; ++round) {
+    const torch::Tensor x = torch::randn({2, 6, 64}, gen);
+    for (auto& [p, m] : ab) {
+      const torch::Tensor base = torch::randn({2, 6, m.second.size(0)}, gen);
+      const torch::Tensor want = base + 1.5 * torch::matmul(torch::matmul(x, m.first.t()), m.second.t());
+      EXPECT_LT(MaxRelErr(hook.Apply(0, p, x, base), want), 1e-5) << round << " " << model::ProjectionName(p);
+    }
+  }
+}
+
 TEST(LoraHookTest, DropoutIsSeededAndScaled) {
   at::Generator gen = at::detail::createCPUGenerator(4);
   const torch::Tensor x = torch::randn({3, 7, 64}, gen);
