@@ -12,6 +12,7 @@
 #include "cli/command.h"
 #include "model/config.h"
 #include "model/tasks.h"
+#include "peft/tasks.h"
 
 namespace fedfm::cli {
 namespace {
@@ -138,10 +139,12 @@ void RegisterModelCommand(CLI::App& app, Action& action, const GlobalFlags&) {
   eval->add_option("--batch", ev->batch_size, "Windows per forward pass")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  auto adapter = std::make_shared<std::string>();
+  eval->add_option("--adapter", *adapter, "LoRA adapter directory (HF PEFT layout) to apply");
   AddTargetFlags(eval, &ev->target);
-  eval->callback([&action, ev] {
-    action = [ev] {
-      auto result = model::EvaluateText(*ev);
+  eval->callback([&action, ev, adapter] {
+    action = [ev, adapter] {
+      auto result = adapter->empty() ? model::EvaluateText(*ev) : peft::EvaluateTextWithAdapter(*ev, *adapter);
       if (!result.ok()) return Fail("model eval", result.status());
       json out{{"model", ev->model.string()},
                {"text", ev->text.string()},
@@ -152,6 +155,7 @@ void RegisterModelCommand(CLI::App& app, Action& action, const GlobalFlags&) {
                {"seq_len", result->seq_len},
                {"seconds", result->seconds},
                {"tokens_per_s", result->seconds > 0 ? result->tokens / result->seconds : 0.0}};
+      if (!adapter->empty()) out["adapter"] = *adapter;
       std::printf("%s\n", out.dump().c_str());
       return kExitOk;
     };

@@ -21,12 +21,6 @@ void AddStub(CLI::App& parent, Action& action, const std::string& name, const st
 
 }  // namespace
 
-void RegisterTrainCommand(CLI::App& app, Action& action, const GlobalFlags&) {
-  AddStub(app, action, "train", "Local centralized fine-tuning (LoRA, partial layers, zeroth-order)", "the trainers");
-}
-void RegisterAdapterCommand(CLI::App& app, Action& action, const GlobalFlags&) {
-  AddStub(app, action, "adapter", "Export, merge and inspect LoRA adapters (HF PEFT layout)", "adapter I/O");
-}
 void RegisterCoordinatorCommands(CLI::App& app, Action& action, const GlobalFlags&) {
   AddStub(app, action, "coordinator", "Run the coordinator service (gRPC, SQLite state, dashboard)", "the coordinator");
   AddStub(app, action, "enroll", "Issue an enrollment token for a client device", "the coordinator");
@@ -34,9 +28,6 @@ void RegisterCoordinatorCommands(CLI::App& app, Action& action, const GlobalFlag
 }
 void RegisterClientCommand(CLI::App& app, Action& action, const GlobalFlags&) {
   AddStub(app, action, "client", "Run a client device that trains on local data", "the device client");
-}
-void RegisterTrainBench(CLI::App& bench, Action& action, const GlobalFlags&) {
-  AddStub(bench, action, "train", "LoRA / partial-layer training step time and memory", "the trainers");
 }
 void RegisterZerothOrderBench(CLI::App& bench, Action& action, const GlobalFlags&) {
   AddStub(bench, action, "zo", "Zeroth-order step time and memory versus a forward pass", "zeroth-order training");
