@@ -29,7 +29,7 @@
 
 namespace fedfm::simulation {
 
-inline constexpr size_t kMaxCentralEvalExamples = 512;
+inline constexpr size_t kMaxCentralEvalExamples = 256;
 
 struct SimData {
   std::vector<model::Example> examples;

@@ -43,7 +43,9 @@ std::string RoundJson(const RoundRecord& round);
 std::string SummaryJson(const protocols::RunConfig& config, const SimulationResult& result, const RunContext& context);
 
 // The fraction of the run's CPU time spent outside Trainer::Train /
-// Evaluate (coordinator, SecAgg, scheduling, data copies), in [0, 1].
+// Evaluate (coordinator, SecAgg, scheduling, data copies), in [0, 1]. The
+// trainers' CPU time is that of the threads calling them, so this holds
+// with one LibTorch thread per training thread (the default split).
 double OverheadFraction(const SimulationResult& result);
 
 struct ReportFiles {

@@ -133,6 +133,7 @@ struct Shared {
   double train_wall_s = 0;
   double eval_wall_s = 0;
   double train_cpu_s = 0;
+  double eval_cpu_s = 0;
   int64_t live_clients = 0;
   uint64_t live_bytes = 0;
   int64_t peak_live_clients = 0;
@@ -342,7 +343,7 @@ absl::StatusOr<protocols::EvalReport> VirtualTrainer::Evaluate(const protocols::
   s_.pool.Release();
   std::lock_guard<std::mutex> lock(s_.mu);
   s_.eval_wall_s += wall_s;
-  s_.train_cpu_s += cpu_s;
+  s_.eval_cpu_s += cpu_s;
   return report;
 }
 
@@ -494,7 +495,7 @@ absl::StatusOr<protocols::EvalReport> CentralEvaluate(client::Trainer& evaluator
   absl::StatusOr<protocols::EvalReport> r = evaluator.Evaluate(task, state, d);
   std::lock_guard<std::mutex> lock(s.mu);
   s.eval_wall_s += Since(wall);
-  s.train_cpu_s += CpuSeconds(CLOCK_THREAD_CPUTIME_ID) - cpu;
+  s.eval_cpu_s += CpuSeconds(CLOCK_THREAD_CPUTIME_ID) - cpu;
   return r;
 }
 
@@ -852,6 +853,7 @@ absl::StatusOr<SimulationResult> RunSimulation(const protocols::RunConfig& confi
   result.train_wall_s = shared.train_wall_s;
   result.eval_wall_s = shared.eval_wall_s;
   result.train_cpu_s = shared.train_cpu_s;
+  result.eval_cpu_s = shared.eval_cpu_s;
   result.process_cpu_s = CpuSeconds(CLOCK_PROCESS_CPUTIME_ID) - cpu_start;
   return result;
 }

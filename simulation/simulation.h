@@ -127,7 +127,8 @@ struct SimulationResult {
   double wall_s = 0;
   double train_wall_s = 0;        // inside Trainer::Train, summed over clients
   double eval_wall_s = 0;         // central and client evaluations
-  double train_cpu_s = 0;         // CPU time of the training threads inside Trainer::Train / Evaluate
+  double train_cpu_s = 0;         // CPU time of the calling threads inside Trainer::Train
+  double eval_cpu_s = 0;          // ... inside Trainer::Evaluate (central and client evaluations)
   double process_cpu_s = 0;       // CPU time of the whole process during the run
   int64_t client_steps = 0;
 };

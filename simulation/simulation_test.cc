@@ -1,6 +1,9 @@
 #include "simulation/simulation.h"
 
 #include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <string>
 #include <vector>
@@ -8,6 +11,9 @@
 #include "coordinator/policy.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "model/tokenizer.h"
+#include "protocols/config/config.h"
+#include "simulation/default_scenario.h"
 #include "simulation/devices.h"
 #include "simulation/report.h"
 
@@ -139,6 +145,39 @@ TEST(SimulationTest, SameSeedGivesIdenticalResults) {
   EXPECT_NE(Deterministic(a.lines.back()), Deterministic(c.lines.back()));
 }
 
+TEST(SimulationTest, ReportWritesResultsSummaryPlotsAndHtml) {
+  const protocols::RunConfig config = SmallConfig();
+  SimRun run = Simulate(config);
+  ASSERT_TRUE(run.result.ok()) << run.result.status();
+  const std::filesystem::path dir = std::filesystem::path(::testing::TempDir()) / "sim_report";
+  std::filesystem::remove_all(dir);
+  RunContext context;
+  context.model = "stories260K-shaped FakeTrainer";
+  absl::StatusOr<ReportFiles> files = WriteReport(dir, config, *run.result, context);
+  ASSERT_TRUE(files.ok()) << files.status();
+  std::ifstream results(files->results);
+  std::string line;
+  size_t lines = 0;
+  while (std::getline(results, line)) {
+    nlohmann::json j = nlohmann::json::parse(line);
+    EXPECT_EQ(j["round"], lines);
+    EXPECT_TRUE(j.contains("methods") && j.contains("virtual_end_s") && j.contains("measured"));
+    ++lines;
+  }
+  EXPECT_EQ(lines, run.result->rounds.size());
+  std::ifstream summary_file(files->summary);
+  nlohmann::json summary = nlohmann::json::parse(summary_file);
+  EXPECT_EQ(summary["fleet"].size(), 5u);
+  EXPECT_LT(summary["loss"]["final_eval"].get<double>(), summary["loss"]["initial_eval"].get<double>());
+  std::ifstream html_file(files->html);
+  const std::string html((std::istreambuf_iterator<char>(html_file)), std::istreambuf_iterator<char>());
+  EXPECT_NE(html.find("[simulation]"), std::string::npos);  // the config
+  if (files->plots.empty()) GTEST_SKIP() << "no gnuplot: " << files->plot_warning;
+  EXPECT_EQ(files->plots.size(), 3u);
+  for (const auto& p : files->plots) EXPECT_GT(std::filesystem::file_size(p), 1000u) << p;
+  EXPECT_NE(html.find("data:image/png;base64,iVBORw0KGgo"), std::string::npos);  // an embedded PNG
+}
+
 // Two fast clients and one whose plan (the policy's estimate) ends 1% before
 // the deadline: the real messages are a little larger than the estimate
 // (safetensors and codec headers), so it misses the deadline every round,
@@ -224,6 +263,56 @@ TEST(SimulationTest, TenThousandClientsCostMemoryOfTheSampledOnes) {
   EXPECT_LE(r.peak_live_client_bytes, uint64_t(r.peak_live_clients) * per_client);
   EXPECT_LE(r.registry_bytes, 10'000u * 11);
   EXPECT_LT(r.peak_live_client_bytes, 10'000u * per_client / 400);
+}
+
+// The built-in demo, shortened (2 rounds of 3 local steps, a smaller central
+// evaluation), with the real trainers on stories260K: LoRA, partial layers and
+// zeroth order all take part, and the held-out loss falls. A third of the
+// work per round needs a deadline scaled alike (Pi: LoRA 0.17 s, partial
+// 0.09 s planned) for the policy to spread the methods as in the demo.
+TEST(SimulationTest, ShortDefaultScenarioLowersTheLoss) {
+  absl::StatusOr<protocols::RunConfig> config = protocols::ParseRunConfig(DefaultScenarioToml(), kDefaultScenarioName);
+  ASSERT_TRUE(config.ok()) << config.status();
+  config->run.rounds = 2;
+  config->train.local_steps = 3;
+  config->rounds.deadline_s = 0.165;
+  absl::StatusOr<std::unique_ptr<model::Tokenizer>> tokenizer = model::LoadTokenizer(config->model.tokenizer);
+  ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
+  absl::StatusOr<SimData> data = LoadSimData(*config, **tokenizer, config->simulation.num_clients, config->run.seed);
+  ASSERT_TRUE(data.ok()) << data.status();
+  data->central_eval.resize(std::min<size_t>(data->central_eval.size(), 64));
+  absl::StatusOr<std::unique_ptr<TrainerFactory>> trainers = MakeModelTrainerFactory(*config, data->num_labels);
+  ASSERT_TRUE(trainers.ok()) << trainers.status();
+  SimulatorOptions options;
+  options.workers = 2;
+  absl::StatusOr<SimulationResult> r = RunSimulation(*config, **trainers, *data, options);
+  ASSERT_TRUE(r.ok()) << r.status();
+  std::map<Method, int64_t> uploaded;
+  for (const RoundRecord& round : r->rounds) {
+    for (const auto& [m, s] : round.methods) uploaded[m] += s.uploaded;
+  }
+  EXPECT_GT(uploaded[Method::kLora], 0);
+  EXPECT_GT(uploaded[Method::kPartial], 0);
+  EXPECT_GT(uploaded[Method::kZerothOrder], 0);
+  ASSERT_TRUE(std::isfinite(r->initial_eval_loss));
+  EXPECT_LT(r->final_eval_loss, r->initial_eval_loss - 0.2);
+}
+
+// Every benchmark scenario is a valid config whose fleet the policy can place.
+TEST(SimulationTest, BenchmarkScenariosAreValid) {
+  int parsed = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("bench/scenarios")) {
+    if (entry.path().extension() != ".toml") continue;
+    absl::StatusOr<protocols::RunConfig> c = protocols::LoadRunConfig(entry.path());
+    ASSERT_TRUE(c.ok()) << entry.path() << ": " << c.status();
+    absl::StatusOr<std::unique_ptr<TrainerFactory>> trainers = MakeFakeTrainerFactory(*c, Stories260K());
+    ASSERT_TRUE(trainers.ok());
+    absl::StatusOr<std::vector<FleetEntry>> plan = PlanFleet(*c, **trainers);
+    ASSERT_TRUE(plan.ok()) << entry.path() << ": " << plan.status();
+    for (const FleetEntry& e : *plan) EXPECT_EQ(e.method.rfind("none", 0), std::string::npos) << entry.path() << " " << e.method;
+    ++parsed;
+  }
+  EXPECT_GE(parsed, 10);
 }
 
 }  // namespace

@@ -41,7 +41,7 @@ struct Event {
 // Three actors with different speeds and real-time sleeps in between: the
 // coordinator sees their calls in virtual-time order (ties by id), every
 // time, and its clock follows.
-TEST(VirtualSchedulerTest, CallsArriveInVirtualTimeOrder) {
+TEST(VirtualClockTest, CallsArriveInVirtualTimeOrder) {
   for (int trial = 0; trial < 3; ++trial) {
     coordinator::ManualClock clock(1'000'000);
     FakeProbe probe;
@@ -85,7 +85,7 @@ TEST(VirtualSchedulerTest, CallsArriveInVirtualTimeOrder) {
 
 // An actor waiting for a change that no other actor brings wakes at the
 // coordinator's deadline, after the driver's Tick.
-TEST(VirtualSchedulerTest, DeadlineWakesWaitingActors) {
+TEST(VirtualClockTest, DeadlineWakesWaitingActors) {
   coordinator::ManualClock clock(1'000);
   FakeProbe probe;
   probe.clock = &clock;
@@ -116,7 +116,7 @@ TEST(VirtualSchedulerTest, DeadlineWakesWaitingActors) {
   EXPECT_EQ(b_call_ms, 1'400);
 }
 
-TEST(VirtualSchedulerTest, WaitingWithNothingPendingIsReportedNotHung) {
+TEST(VirtualClockTest, WaitingWithNothingPendingIsReportedNotHung) {
   coordinator::ManualClock clock(1'000);
   FakeProbe probe;
   probe.clock = &clock;
