@@ -29,9 +29,6 @@ void RegisterCoordinatorCommands(CLI::App& app, Action& action, const GlobalFlag
 void RegisterClientCommand(CLI::App& app, Action& action, const GlobalFlags&) {
   AddStub(app, action, "client", "Run a client device that trains on local data", "the device client");
 }
-void RegisterZerothOrderBench(CLI::App& bench, Action& action, const GlobalFlags&) {
-  AddStub(bench, action, "zo", "Zeroth-order step time and memory versus a forward pass", "zeroth-order training");
-}
 void RegisterCoordinatorBench(CLI::App& bench, Action& action, const GlobalFlags&) {
   AddStub(bench, action, "coordinator", "Round time and ingest rate with many lightweight clients", "the coordinator");
 }

@@ -38,6 +38,10 @@ struct TrainFlags {
   double lr = 0, alpha = 0, eval_fraction = 0, fedprox_mu = 0;
   uint64_t seed = 0;
   bool full_weights = false;
+  // zo
+  double epsilon = 0, zo_lr = 0, zo_weight_decay = 0;
+  int perturbations = 0, seed_pool = 0;
+  std::string noise, estimator;
   int log_every = 10;
   int eval_max = 256;
 };
@@ -92,9 +96,6 @@ std::function<void(const client::TrainProgress&)> ProgressPrinter(int every) {
 
 int RunTrain(const TrainFlags& f, const CLI::App& cmd) {
   auto given = [&cmd](const char* flag) { return cmd.count(flag) > 0; };
-  if (f.method == "zo") {
-    return NotBuilt("train --method zo", "zeroth-order local training (the zeroth-order trainer)");
-  }
   protocols::RunConfig config;
   if (!f.config.empty()) {
     absl::StatusOr<protocols::RunConfig> loaded = protocols::LoadRunConfig(f.config);
@@ -127,6 +128,13 @@ int RunTrain(const TrainFlags& f, const CLI::App& cmd) {
   if (given("--eval-fraction")) config.data.eval_fraction = f.eval_fraction;
   if (given("--top-blocks")) config.partial.top_blocks = f.top_blocks;
   if (given("--full-weights")) config.partial.full_weights = f.full_weights;
+  if (given("--epsilon")) config.zeroth_order.epsilon = f.epsilon;
+  if (given("--zo-lr")) config.zeroth_order.learning_rate = f.zo_lr;
+  if (given("--perturbations")) config.zeroth_order.perturbations = f.perturbations;
+  if (given("--zo-weight-decay")) config.zeroth_order.weight_decay = f.zo_weight_decay;
+  if (given("--noise")) config.zeroth_order.noise = f.noise;
+  if (given("--estimator")) config.zeroth_order.estimator = f.estimator;
+  if (given("--seed-pool")) config.zeroth_order.seed_pool = f.seed_pool;
   // Re-check the merged configuration with the schema's own rules.
   absl::StatusOr<protocols::RunConfig> checked =
       protocols::ParseRunConfig(protocols::RunConfigToToml(config), "command line and config");
@@ -137,7 +145,9 @@ int RunTrain(const TrainFlags& f, const CLI::App& cmd) {
 
   client::LocalTrainRequest request;
   request.config = *std::move(checked);
-  request.method = f.method == "partial" ? protocols::Method::kPartial : protocols::Method::kLora;
+  request.method = f.method == "partial" ? protocols::Method::kPartial
+                   : f.method == "zo"      ? protocols::Method::kZerothOrder
+                                           : protocols::Method::kLora;
   request.out = f.out;
   request.eval_max_examples = f.eval_max;
   request.on_step = ProgressPrinter(f.log_every);
@@ -161,6 +171,10 @@ int RunTrain(const TrainFlags& f, const CLI::App& cmd) {
            {"peak_memory_bytes", m.at("peak_memory_bytes")},
            {"train_seconds", m.at("train_seconds")},
            {"total_seconds", result->seconds}};
+  if (f.method == "zo") {
+    out["seed_pool"] = request.config.zeroth_order.seed_pool;
+    out["seed_scalar_bytes"] = 4 * result->update.seed_scalars.size();
+  }
   if (result->num_labels > 0) {
     out["eval_accuracy_before"] = result->eval_accuracy_before;
     out["eval_accuracy_after"] = result->eval_accuracy_after;
@@ -173,7 +187,7 @@ int RunTrain(const TrainFlags& f, const CLI::App& cmd) {
 
 void RegisterTrainCommand(CLI::App& app, Action& action, const GlobalFlags&) {
   CLI::App* cmd = app.add_subcommand(
-      "train", "Local centralized fine-tuning (LoRA or partial layers): the baseline of federated runs");
+      "train", "Local centralized fine-tuning (LoRA, partial layers or zeroth order): the baseline of federated runs");
   auto f = std::make_shared<TrainFlags>();
   const protocols::RunConfig defaults;
   f->model = defaults.model.path;
@@ -218,6 +232,17 @@ void RegisterTrainCommand(CLI::App& app, Action& action, const GlobalFlags&) {
   cmd->add_option("--log-every", f->log_every, "Without a terminal: a progress line every N steps")
       ->check(CLI::Range(1, 1000000))
       ->capture_default_str();
+  cmd->add_option("--epsilon", f->epsilon, "zo: perturbation scale")->check(CLI::PositiveNumber);
+  cmd->add_option("--zo-lr", f->zo_lr, "zo: learning rate")->check(CLI::PositiveNumber);
+  cmd->add_option("--perturbations", f->perturbations, "zo: perturbations per step")->check(CLI::Range(1, 1024));
+  cmd->add_option("--zo-weight-decay", f->zo_weight_decay, "zo: weight decay (needs --seed-pool 0)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--noise", f->noise, "zo: gaussian | rademacher")->check(CLI::IsMember({"gaussian", "rademacher"}));
+  cmd->add_option("--estimator", f->estimator, "zo: spsa (two forward passes) | forward (forward-mode AD)")
+      ->check(CLI::IsMember({"spsa", "forward"}));
+  cmd->add_option("--seed-pool", f->seed_pool,
+                  "zo: K shared seeds of the round (the update is K scalars, replayed into the adapter); 0 = dense")
+      ->check(CLI::Range(0, 65536));
   cmd->callback([&action, f, cmd] { action = [f, cmd] { return RunTrain(*f, *cmd); }; });
 }
 

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <ctime>
 #include <memory>
 
 #include "absl/strings/str_cat.h"
@@ -117,13 +118,37 @@ int64_t MeasurePeak(const torch::Device& device, const std::function<void()>& fn
   return meter.PeakBytes();
 }
 
-double MsPerCall(const torch::Device& device, int warmup, int iters, const std::function<void()>& fn) {
+// CPU time of the whole process (every thread), in ms: on a shared CPU it
+// counts the work done rather than the wait for a core.
+double ProcessCpuMs() { return 1000.0 * static_cast<double>(std::clock()) / CLOCKS_PER_SEC; }
+
+// Wall and process CPU milliseconds of each of `iters` calls after `warmup` untimed ones.
+void TimeCalls(const torch::Device& device, int warmup, int iters, const std::function<void()>& fn,
+               std::vector<double>* wall_ms, std::vector<double>* cpu_ms) {
   for (int i = 0; i < warmup; ++i) fn();
-  Synchronize(device);
-  const auto start = Clock::now();
-  for (int i = 0; i < iters; ++i) fn();
-  Synchronize(device);
-  return 1000.0 * std::chrono::duration<double>(Clock::now() - start).count() / iters;
+  for (int i = 0; i < iters; ++i) {
+    Synchronize(device);
+    const auto start = Clock::now();
+    const double cpu = ProcessCpuMs();
+    fn();
+    Synchronize(device);
+    cpu_ms->push_back(ProcessCpuMs() - cpu);
+    wall_ms->push_back(1000.0 * std::chrono::duration<double>(Clock::now() - start).count());
+  }
+}
+
+struct Stats {
+  double mean = 0, median = 0, min = 0;
+};
+Stats Summarize(std::vector<double> ms) {
+  Stats s;
+  if (ms.empty()) return s;
+  std::sort(ms.begin(), ms.end());
+  for (double m : ms) s.mean += m / static_cast<double>(ms.size());
+  const size_t n = ms.size();
+  s.median = n % 2 ? ms[n / 2] : 0.5 * (ms[n / 2 - 1] + ms[n / 2]);
+  s.min = ms.front();
+  return s;
 }
 
 absl::StatusOr<ZoBenchResult> BenchImpl(const ZoBenchRequest& request) {
@@ -189,7 +214,12 @@ absl::StatusOr<ZoBenchResult> BenchImpl(const ZoBenchRequest& request) {
   const torch::Tensor targets =
       torch::from_blob(const_cast<int32_t*>(host.targets.data()), {request.batch, request.seq_len}, torch::kInt)
           .to(device, torch::kLong);
-  {
+  // One loss evaluation through the adapter (what a step does 2P times) and
+  // one of the base model alone. Timed before and after the zeroth-order
+  // round, so that a change in machine load between the phases shows up in
+  // both; memory over as many forward passes as the round makes.
+  std::vector<double> forward_ms, base_forward_ms, forward_cpu_ms, base_forward_cpu_ms;
+  auto forward_phase = [&](bool measure_memory) -> absl::Status {
     peft::StateForwardOptions fo;
     fo.alpha = spec.alpha;
     if (request.bf16_autocast && device.is_cuda()) fo.compute_dtype = torch::kFloat;
@@ -207,20 +237,28 @@ absl::StatusOr<ZoBenchResult> BenchImpl(const ZoBenchRequest& request) {
       internal::Bf16AutocastGuard autocast(device, request.bf16_autocast);
       (void)model::CausalLmLoss(model->Forward(inputs).logits, targets).item<double>();
     };
-    adapter_forward();  // first-call allocations before the measured one
-    result.forward_peak_bytes = MeasurePeak(device, adapter_forward);
-    result.forward_ms = MsPerCall(device, request.warmup, request.steps, adapter_forward);
-    result.base_forward_ms = MsPerCall(device, request.warmup, request.steps, base_forward);
-  }
+    if (measure_memory) {
+      adapter_forward();  // first-call allocations
+      const int passes = 2 * request.zo.perturbations * (request.warmup + request.steps);
+      result.forward_peak_bytes = MeasurePeak(device, [&] {
+        for (int i = 0; i < passes; ++i) adapter_forward();
+      });
+    }
+    TimeCalls(device, request.warmup, request.steps, adapter_forward, &forward_ms, &forward_cpu_ms);
+    TimeCalls(device, request.warmup, request.steps, base_forward, &base_forward_ms, &base_forward_cpu_ms);
+    return absl::OkStatus();
+  };
+  FEDFM_RETURN_IF_ERROR(forward_phase(/*measure_memory=*/true));
 
   // The zeroth-order round.
   ZerothOrderTrainerOptions options;
   options.zo = request.zo;
   options.lora = spec;
   options.train.bf16_autocast = request.bf16_autocast;
-  std::vector<double> ends;
+  std::vector<double> ends, cpu_ends;
   options.on_step = [&](const TrainProgress& p) {
     ends.push_back(p.elapsed_s);
+    cpu_ends.push_back(ProcessCpuMs());
     result.final_loss = p.loss;
   };
   protocols::Task task;
@@ -243,20 +281,31 @@ absl::StatusOr<ZoBenchResult> BenchImpl(const ZoBenchRequest& request) {
   result.trainable_parameters = static_cast<int64_t>(update.metrics.at("trainable_parameters"));
   result.step_peak_bytes = static_cast<int64_t>(update.metrics.at("peak_memory_bytes"));
 
-  std::vector<double> times;
-  for (size_t i = static_cast<size_t>(request.warmup); i < ends.size(); ++i) {
-    times.push_back(ends[i] - (i == 0 ? 0.0 : ends[i - 1]));
+  FEDFM_RETURN_IF_ERROR(forward_phase(/*measure_memory=*/false));
+
+  std::vector<double> step_ms, step_cpu_ms;
+  for (size_t i = static_cast<size_t>(std::max(1, request.warmup)); i < ends.size(); ++i) {
+    step_ms.push_back(1000 * (ends[i] - ends[i - 1]));
+    step_cpu_ms.push_back(cpu_ends[i] - cpu_ends[i - 1]);
   }
-  if (times.empty()) return absl::InternalError("bench zo: no timed steps (every step skipped?)");
-  double sum = 0;
-  for (double t : times) sum += t;
-  std::sort(times.begin(), times.end());
-  const size_t n = times.size();
-  result.step_ms = 1000 * sum / static_cast<double>(n);
-  result.step_ms_median = 1000 * (n % 2 ? times[n / 2] : 0.5 * (times[n / 2 - 1] + times[n / 2]));
-  result.step_ms_min = 1000 * times.front();
-  result.step_over_forward = result.step_ms / result.forward_ms;
-  result.step_over_base_forward = result.step_ms / result.base_forward_ms;
+  if (step_ms.empty()) return absl::InternalError("bench zo: no timed steps (every step skipped?)");
+  const Stats step = Summarize(step_ms), fwd = Summarize(forward_ms), base = Summarize(base_forward_ms);
+  result.step_ms = step.mean;
+  result.step_ms_median = step.median;
+  result.step_ms_min = step.min;
+  result.forward_ms = fwd.median;
+  result.forward_ms_min = fwd.min;
+  result.base_forward_ms = base.median;
+  result.base_forward_ms_min = base.min;
+  result.step_over_forward = step.median / fwd.median;
+  result.step_over_forward_min = step.min / fwd.min;
+  result.step_over_base_forward = step.median / base.median;
+  if (!device.is_cuda()) {
+    const Stats step_cpu = Summarize(step_cpu_ms), fwd_cpu = Summarize(forward_cpu_ms);
+    result.step_cpu_ms = step_cpu.median;
+    result.forward_cpu_ms = fwd_cpu.median;
+    result.step_over_forward_cpu = step_cpu.median / fwd_cpu.median;
+  }
   if (result.forward_peak_bytes >= 0 && result.step_peak_bytes >= 0) {
     const int64_t weights = device.is_cuda() ? 0 : result.weight_bytes;  // CUDA peaks include them
     result.forward_peak_total_bytes = weights + result.forward_peak_bytes;

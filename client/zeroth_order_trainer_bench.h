@@ -23,7 +23,7 @@ struct ZoBenchRequest {
   int batch = 16;
   int seq_len = 128;
   int steps = 10;              // timed
-  int warmup = 2;              // untimed, before
+  int warmup = 2;              // untimed, before (at least 1 step)
   int seed_pool = 1024;        // K; 0 = dense updates
   int rank = 4;                // LoRA rank of the trained adapter
   std::vector<std::string> targets = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
@@ -42,17 +42,29 @@ struct ZoBenchResult {
   int64_t trainable_parameters = 0;
   int threads = 0;                 // LibTorch intra-op threads
   // One loss evaluation of the batch through the adapter (what a ZO step
-  // does 2P times), and a plain inference forward + loss of the base model.
+  // does 2P times), and a plain inference forward + loss of the base model:
+  // median and minimum over `steps` calls timed before and `steps` after the
+  // zeroth-order round (so that a change of machine load affects both).
   double forward_ms = 0;
+  double forward_ms_min = 0;
   double base_forward_ms = 0;
+  double base_forward_ms_min = 0;
   double step_ms = 0;              // mean over the timed steps
   double step_ms_median = 0;
   double step_ms_min = 0;
-  double step_over_forward = 0;    // step_ms / forward_ms (target <= 2.1 at P = 1)
-  double step_over_base_forward = 0;
-  // Peak memory. CUDA: bytes allocated through LibTorch at the peak of the
-  // phase (weights included). CPU: the phase's resident-set growth above its
-  // start, and *_total_bytes add the weights' bytes to it. -1 unknown.
+  double step_over_forward = 0;      // median step / median forward (target <= 2.1 at P = 1)
+  double step_over_forward_min = 0;  // fastest step / fastest forward: the least load-sensitive ratio
+  double step_over_base_forward = 0; // median step / median base forward
+  // CPU only: median process CPU time (all threads) of a step and of a
+  // forward, and their ratio: on a shared machine the CPU a step consumes is
+  // steadier than the wall time it waits for.
+  double step_cpu_ms = 0;
+  double forward_cpu_ms = 0;
+  double step_over_forward_cpu = 0;
+  // Peak memory over the zeroth-order round and over as many forward passes
+  // as it makes. CUDA: bytes allocated through LibTorch at the peak (weights
+  // included). CPU: the resident-set growth above the start (from a trimmed
+  // heap); *_total_bytes add the weights' bytes. -1 unknown.
   int64_t forward_peak_bytes = -1;
   int64_t step_peak_bytes = -1;
   int64_t weight_bytes = 0;
