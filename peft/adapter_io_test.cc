@@ -25,6 +25,12 @@ model::ModelConfig Tiny() {
   return c;
 }
 
+AdapterConfig WithAlpha(double alpha) {
+  AdapterConfig c;
+  c.lora_alpha = alpha;
+  return c;
+}
+
 std::filesystem::path TempDir(const std::string& name) {
   std::filesystem::path dir = std::filesystem::temp_directory_path() /
                               ("fedfm_adapter_test_" + std::to_string(getpid()) + "_" + name);
@@ -97,7 +103,7 @@ TEST(AdapterIoTest, RoundTripThroughPeftLayout) {
 TEST(AdapterIoTest, HeadAndFullWeightsRoundTrip) {
   protocols::TensorMap state = RandomState(/*num_labels=*/2);
   state.Set("model.layers.1.input_layernorm.weight", protocols::Tensor::FromFloats({4}, std::vector<float>{1, 2, 3, 4}));
-  absl::StatusOr<Adapter> adapter = AdapterFromState(state, AdapterConfig{.lora_alpha = 16});
+  absl::StatusOr<Adapter> adapter = AdapterFromState(state, WithAlpha(16));
   ASSERT_TRUE(adapter.ok()) << adapter.status();
   EXPECT_EQ(adapter->config.task_type, "SEQ_CLS");
   EXPECT_EQ(adapter->config.modules_to_save, std::vector<std::string>{"score"});
@@ -168,7 +174,7 @@ TEST(AdapterIoTest, RefusesWhatItCannotApply) {
 
 TEST(AdapterIoTest, RefusesRankDisagreement) {
   const std::filesystem::path dir = TempDir("rank");
-  Adapter adapter = *AdapterFromState(RandomState(0), AdapterConfig{.lora_alpha = 16});
+  Adapter adapter = *AdapterFromState(RandomState(0), WithAlpha(16));
   adapter.config.r = 5;
   absl::Status saved = SaveAdapter(dir, adapter);
   EXPECT_EQ(saved.code(), absl::StatusCode::kInvalidArgument) << saved;
