@@ -38,6 +38,27 @@ def main():
         with open(dest, "w") as f:
             f.write(json.dumps(data, indent=1) + "\n")
         print(dest)
+    # Variants run by the driver's extra stage: the JSON lines after its
+    # "== extra:" header in bench.log, kept together in one file.
+    log = os.path.join(args.out_dir, "bench.log")
+    extra, commands = [], None
+    if os.path.exists(log):
+        with open(log) as f:
+            for line in f:
+                if line.startswith("== extra:"):
+                    commands, extra = line[len("== extra:"):].strip(), []
+                elif commands is not None and line.startswith("{"):
+                    try:
+                        extra.append(json.loads(line))
+                    except json.JSONDecodeError:
+                        pass
+    if extra:
+        gpu = next((e["environment"]["gpu"] for e in extra if "environment" in e), None)
+        tag = re.sub(r"[^a-z0-9]+", "_", (gpu or "gpu").lower().replace("nvidia", "")).strip("_")
+        dest = os.path.join(args.dest, f"{tag}_extra.json")
+        with open(dest, "w") as f:
+            f.write(json.dumps({"commands": commands, "fedfm_source": args.source, "results": extra}, indent=1) + "\n")
+        print(dest)
     return 0
 
 
