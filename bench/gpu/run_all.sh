@@ -2,7 +2,7 @@
 # Builds fedfm on the GPU machine and runs the GPU checks and comparisons in
 # one go; each stage has its own time limit, so a slow or failing stage costs
 # only its own time and the rest still runs. From the repository root:
-#   bench/gpu/run_all.sh [STAGE...]      (default: build gpu model ctest)
+#   bench/gpu/run_all.sh [STAGE...]      (default: build gpu model train zo ctest)
 # Stages:
 #   build   tools/gpu/build.sh --src $SRC_MODE (default auto: the working
 #           tree, or the committed snapshot if the tree does not configure;
@@ -39,7 +39,7 @@ seq_len=${SEQ_LEN:-1024}
 iters=${ITERS:-10}
 deadline=$((SECONDS + ${DEADLINE_S:-570}))
 stages=("$@")
-[[ ${#stages[@]} -gt 0 ]] || stages=(build gpu model ctest)
+[[ ${#stages[@]} -gt 0 ]] || stages=(build gpu model train zo ctest)
 summary="$out/summary.txt"
 export PYTHONUNBUFFERED=1
 
