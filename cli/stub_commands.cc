@@ -21,16 +21,5 @@ void AddStub(CLI::App& parent, Action& action, const std::string& name, const st
 
 }  // namespace
 
-void RegisterCoordinatorCommands(CLI::App& app, Action& action, const GlobalFlags&) {
-  AddStub(app, action, "coordinator", "Run the coordinator service (gRPC, SQLite state, dashboard)", "the coordinator");
-  AddStub(app, action, "enroll", "Issue an enrollment token for a client device", "the coordinator");
-  AddStub(app, action, "clients", "List or revoke enrolled clients", "the coordinator");
-}
-void RegisterClientCommand(CLI::App& app, Action& action, const GlobalFlags&) {
-  AddStub(app, action, "client", "Run a client device that trains on local data", "the device client");
-}
-void RegisterCoordinatorBench(CLI::App& bench, Action& action, const GlobalFlags&) {
-  AddStub(bench, action, "coordinator", "Round time and ingest rate with many lightweight clients", "the coordinator");
-}
 
 }  // namespace fedfm::cli

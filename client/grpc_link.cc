@@ -50,6 +50,8 @@ std::string ToHex(const secagg::Key& key) {
 
 class GrpcLink::Impl {
  public:
+  static constexpr int kFreshChannelAfterFailures = 3;
+
   explicit Impl(GrpcLinkOptions options)
       : options_(std::move(options)), certificate_(options_.certificate), jitter_(options_.jitter_seed) {
     Connect();
@@ -92,19 +94,34 @@ class GrpcLink::Impl {
     request->set_mac(reinterpret_cast<const char*>(mac.data()), mac.size());
   }
 
-  void SetDeadline(grpc::ClientContext& context, uint64_t stream_bytes = 0) const {
+  // Every call starts here.
+  void SetDeadline(grpc::ClientContext& context, uint64_t stream_bytes = 0) {
+    if (fresh_channel_) {
+      fresh_channel_ = false;
+      Connect();
+    }
     const int64_t ms = options_.call_timeout_ms +
                        static_cast<int64_t>(static_cast<double>(stream_bytes) * 1000.0 /
                                             std::max(1.0, options_.min_stream_bytes_per_s));
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(ms));
   }
 
-  absl::Status FromGrpc(const grpc::Status& s, const char* rpc) const {
-    if (s.ok()) return absl::OkStatus();
+  // Transport failures come back as Unavailable / DeadlineExceeded. After
+  // kFreshChannelAfterFailures of them in a row the channel is replaced: a
+  // gRPC channel whose reconnect raced a coordinator restart can stay stuck
+  // failing its TLS handshakes ("Handshake read failed") while a new channel
+  // to the same address connects at once.
+  absl::Status FromGrpc(const grpc::Status& s, const char* rpc) {
     const auto code = static_cast<absl::StatusCode>(s.error_code());
     if (code == absl::StatusCode::kUnavailable || code == absl::StatusCode::kDeadlineExceeded) {
+      if (++transport_failures_ >= kFreshChannelAfterFailures) {
+        transport_failures_ = 0;
+        fresh_channel_ = true;  // at the next call, when no stream uses this one
+      }
       return absl::Status(code, absl::StrCat(rpc, " to coordinator ", options_.target, ": ", s.error_message()));
     }
+    transport_failures_ = 0;
+    if (s.ok()) return absl::OkStatus();
     return absl::Status(code, s.error_message());
   }
 
@@ -216,15 +233,22 @@ class GrpcLink::Impl {
       partial_total_ = 0;
       partial_version_ = version;
     }
+    // A stream that broke after making progress resumes at once; streams
+    // that bring nothing back off (jittered) and count against the limit.
     absl::Status status;
-    for (int attempt = 0; attempt <= options_.download_resume_attempts; ++attempt) {
-      if (attempt > 0) {
-        const int64_t base_ms = int64_t{100} << std::min(attempt - 1, 6);
-        std::uniform_real_distribution<double> jitter(0.5, 1.0);
-        std::this_thread::sleep_for(std::chrono::milliseconds(static_cast<int64_t>(base_ms * jitter(jitter_))));
-      }
+    for (int idle = 0;;) {
+      if (!partial_.empty()) ++resumptions_;
+      const size_t before = partial_.size();
       status = DownloadFrom(version);
       if (status.ok() || !IsTransportFailure(status)) break;
+      if (partial_.size() > before) {
+        idle = 0;
+        continue;
+      }
+      if (++idle > options_.download_resume_attempts) break;
+      const int64_t base_ms = int64_t{100} << std::min(idle - 1, 6);
+      std::uniform_real_distribution<double> jitter(0.5, 1.0);
+      std::this_thread::sleep_for(std::chrono::milliseconds(static_cast<int64_t>(base_ms * jitter(jitter_))));
     }
     if (!status.ok()) {
       if (!IsTransportFailure(status)) ResetDownload();  // a refusal or corrupt bytes: start over next time
@@ -364,6 +388,17 @@ class GrpcLink::Impl {
     return FromGrpc(stub_->Report(&context, req, &ack), "Report");
   }
 
+  absl::StatusOr<std::string> GetRunConfigToml() {
+    v1::RunConfigRequest req;
+    wire::ToProto(ReadBinding(""), req.mutable_binding());
+    Sign("GetRunConfig", &req);
+    grpc::ClientContext context;
+    SetDeadline(context);
+    v1::RunConfigResponse resp;
+    FEDFM_RETURN_IF_ERROR(FromGrpc(stub_->GetRunConfig(&context, req, &resp), "GetRunConfig"));
+    return resp.config_toml();
+  }
+
   const GrpcLinkOptions options_;
   std::optional<ClientCertificate> certificate_;
   std::shared_ptr<grpc::Channel> channel_;
@@ -380,6 +415,9 @@ class GrpcLink::Impl {
   std::mt19937_64 jitter_;
   uint64_t bytes_up_ = 0;
   uint64_t bytes_down_ = 0;
+  int64_t resumptions_ = 0;
+  int transport_failures_ = 0;  // in a row
+  bool fresh_channel_ = false;
 };
 
 absl::StatusOr<std::unique_ptr<GrpcLink>> GrpcLink::Create(GrpcLinkOptions options) {
@@ -439,8 +477,11 @@ absl::Status GrpcLink::Report(const Binding& binding, const protocols::EvalRepor
   return impl_->Report(binding, report);
 }
 
+absl::StatusOr<std::string> GrpcLink::GetRunConfigToml() { return impl_->GetRunConfigToml(); }
+
 const std::optional<ClientCertificate>& GrpcLink::certificate() const { return impl_->certificate_; }
 uint64_t GrpcLink::bytes_up() const { return impl_->bytes_up_; }
 uint64_t GrpcLink::bytes_down() const { return impl_->bytes_down_; }
+int64_t GrpcLink::download_resumptions() const { return impl_->resumptions_; }
 
 }  // namespace fedfm::client

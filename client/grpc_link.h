@@ -14,10 +14,11 @@
 // contract): transport failures come back as Unavailable / DeadlineExceeded
 // and ClientRuntime backs off with jitter and tries again, with a fresh
 // sequence number. The one exception is reading: a model download broken
-// mid-stream resumes from the bytes already received (up to
-// `download_resume_attempts` times within one call, with short jittered
-// pauses), and bytes received survive a failed call, so the runtime's next
-// DownloadModel of the same version resumes too.
+// mid-stream resumes at once from the bytes already received, as long as
+// each stream makes progress (streams that bring nothing are retried after
+// short jittered pauses, at most `download_resume_attempts` in a row), and
+// bytes received survive a failed call, so the runtime's next DownloadModel
+// of the same version resumes too.
 //
 // Deadlines. Unary calls get `call_timeout_ms`; streams get call_timeout_ms
 // plus their size at `min_stream_bytes_per_s`.
@@ -63,7 +64,7 @@ struct GrpcLinkOptions {
   int64_t call_timeout_ms = 30'000;
   double min_stream_bytes_per_s = 1 << 20;
   int64_t chunk_bytes = int64_t{4} << 20;
-  int download_resume_attempts = 3;
+  int download_resume_attempts = 3;  // consecutive streams without progress
   // gRPC's reconnect backoff ceiling (after a coordinator restart the
   // channel reconnects within this).
   int64_t max_reconnect_backoff_ms = 5'000;
@@ -97,12 +98,18 @@ class GrpcLink final : public CoordinatorLink {
   absl::Status Unmask(const protocols::Binding& binding, const secagg::UnmaskResponse& response) override;
   absl::Status Report(const protocols::Binding& binding, const protocols::EvalReport& report) override;
 
+  // The run's configuration as TOML (protocols/config/config.h), after
+  // Enroll or UseIdentity.
+  absl::StatusOr<std::string> GetRunConfigToml();
+
   // The mTLS identity Enroll obtained (or the one given), to keep for a
   // restart; nullopt without one.
   const std::optional<ClientCertificate>& certificate() const;
   // Payload bytes sent and received (update data, model bytes).
   uint64_t bytes_up() const;
   uint64_t bytes_down() const;
+  // Download streams resumed from an offset after a broken one.
+  int64_t download_resumptions() const;
 
  private:
   class Impl;

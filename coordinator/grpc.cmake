@@ -7,6 +7,7 @@ fedfm_library(coordinator_grpc
     grpc_service.cc
     grpc_server.cc
     grpc_admin_client.cc
+    grpc_bench.cc
     internal/grpc_support.cc
   DEPS fedfm::coordinator fedfm::protocols_tls fedfm::protocols_grpc
   PRIVATE_DEPS fedfm::protocols_wire fedfm::secagg fedfm::dep::spdlog)

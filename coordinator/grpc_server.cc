@@ -68,6 +68,15 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(cons
   builder.RegisterService(service.get());
   builder.SetMaxReceiveMessageSize(static_cast<int>(std::min<int64_t>(max_message, INT32_MAX)));
   builder.SetMaxSendMessageSize(static_cast<int>(std::min<int64_t>(max_message, INT32_MAX)));
+  // Streams waiting for their turn (the service's admission gate) would
+  // otherwise have the transport buffer megabytes each: the quota makes gRPC
+  // shrink their flow-control windows under memory pressure.
+  const int64_t transport_bytes =
+      options.transport_memory_bytes > 0 ? options.transport_memory_bytes
+                                         : std::max<int64_t>(int64_t{64} << 20, 4 * max_message);
+  grpc::ResourceQuota quota("fedfm-coordinator");
+  quota.Resize(static_cast<size_t>(transport_bytes));
+  builder.SetResourceQuota(quota);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen,

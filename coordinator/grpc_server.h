@@ -9,6 +9,11 @@
 // payloads in chunks, so no payload meets gRPC's 2 GiB message limit, and a
 // larger message is refused by gRPC (ResourceExhausted) before it is read.
 //
+// Memory: O(model) besides a small per-connection cost (TLS and HTTP/2
+// state, ~0.2 MiB per connected client): at most service.max_active_uploads
+// updates are decoded at once, and transport buffers are bounded by
+// transport_memory_bytes.
+//
 // Thread safety: Shutdown and the accessors may be called from any thread.
 #ifndef FEDFM_COORDINATOR_GRPC_SERVER_H_
 #define FEDFM_COORDINATOR_GRPC_SERVER_H_
@@ -44,8 +49,8 @@ struct CoordinatorServiceOptions {
   // The admin credential (`fedfm enroll`, `fedfm clients`); empty: admin
   // requests are refused.
   std::string admin_token;
-  // Signs the CSRs of enrolling clients (CN = client id). Absent: Enroll
-  // with a CSR is FailedPrecondition (HMAC secrets only).
+  // Signs the CSRs of enrolling clients (CN = client id). Absent: no
+  // certificates are issued (a CSR is ignored); clients use HMAC secrets.
   std::optional<protocols::tls::KeyAndCertificate> ca;
   int client_certificate_days = 365;
 };
@@ -62,6 +67,11 @@ struct CoordinatorServiceStats {
   int64_t download_bytes = 0;
   int64_t requests_refused = 0;  // every refusal, uploads included
   int64_t rate_limited = 0;
+  // Worker time on uploads: authenticating, MAC-checking and decoding their
+  // chunks, and in the engine's SubmitUpdate / SubmitMaskedInput (waiting
+  // for the round lock and aggregating included).
+  double upload_decode_seconds = 0;
+  double upload_engine_seconds = 0;
 };
 
 struct CoordinatorServerOptions {
@@ -78,6 +88,10 @@ struct CoordinatorServerOptions {
   };
   std::optional<Tls> tls;
   CoordinatorServiceOptions service;
+  // gRPC's memory quota for transport buffers (a gRPC ResourceQuota):
+  // under pressure gRPC shrinks flow-control windows, so uploads waiting for
+  // the admission gate cost little. 0: max(64 MiB, 4 x the message limit).
+  int64_t transport_memory_bytes = 0;
 };
 
 class CoordinatorServer {

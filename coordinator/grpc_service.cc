@@ -75,11 +75,16 @@ class CoordinatorService::UploadReactor final : public grpc::ServerReadReactor<v
       return;
     }
     service_->pool_.Post([this] {
+      const auto start = std::chrono::steady_clock::now();
       absl::Status status = Consume();
+      const auto decoded = std::chrono::steady_clock::now();
+      decode_seconds_ += std::chrono::duration<double>(decoded - start).count();
       if (!status.ok()) {
         Complete(status);
       } else if (complete_) {
-        Complete(Submit());
+        status = Submit();
+        engine_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - decoded).count();
+        Complete(status);
       } else {
         StartRead(&chunk_);
       }
@@ -251,6 +256,8 @@ class CoordinatorService::UploadReactor final : public grpc::ServerReadReactor<v
       } else {
         ++service_->stats_.uploads_refused;
       }
+      service_->stats_.upload_decode_seconds += decode_seconds_;
+      service_->stats_.upload_engine_seconds += engine_seconds_;
     }
     if (!status.ok()) service_->LogRefusal("UploadUpdate", client_, status);
     if (leave) service_->upload_gate_.Leave();
@@ -276,6 +283,8 @@ class CoordinatorService::UploadReactor final : public grpc::ServerReadReactor<v
   v1::UpdateKind kind_ = v1::UPDATE_KIND_DENSE;
   uint64_t total_ = 0;
   uint64_t received_ = 0;
+  double decode_seconds_ = 0;
+  double engine_seconds_ = 0;
   std::optional<secagg::HmacSha256Stream> mac_;
   std::optional<protocols::StreamDecoder> decoder_;
   protocols::Update update_;
@@ -524,14 +533,10 @@ grpc::ServerUnaryReactor* CoordinatorService::Enroll(grpc::CallbackServerContext
                                                      const v1::EnrollRequest* request, v1::EnrollResponse* response) {
   return Unary(context, "Enroll", "", [this, request, response]() -> absl::Status {
     FEDFM_ASSIGN_OR_RETURN(protocols::EnrollRequest enroll, wire::FromProto(*request));
-    const std::string& csr = request->certificate_signing_request();
-    if (!csr.empty()) {
-      if (!options_.ca.has_value()) {
-        return absl::FailedPreconditionError(
-            "this coordinator issues no client certificates (it runs without TLS); enroll without a CSR");
-      }
-      FEDFM_RETURN_IF_ERROR(protocols::tls::CheckCertificateSigningRequest(csr));
-    }
+    // Without a CA key (plaintext, or TLS with certificates from elsewhere)
+    // no certificate is issued: the device authenticates with its secret.
+    const std::string csr = options_.ca.has_value() ? request->certificate_signing_request() : std::string();
+    if (!csr.empty()) FEDFM_RETURN_IF_ERROR(protocols::tls::CheckCertificateSigningRequest(csr));
     FEDFM_ASSIGN_OR_RETURN(protocols::EnrollResponse enrolled, engine_.Enroll(enroll));
     response->set_client_id(enrolled.client_id);
     response->set_client_secret(enrolled.client_secret);
@@ -588,6 +593,19 @@ grpc::ServerUnaryReactor* CoordinatorService::Report(grpc::CallbackServerContext
     report.metrics = wire::MetricsFromProto(request->metrics());
     report.num_examples = request->num_examples();
     return engine_.Report(binding, report);
+  });
+}
+
+grpc::ServerUnaryReactor* CoordinatorService::GetRunConfig(grpc::CallbackServerContext* context,
+                                                           const v1::RunConfigRequest* request,
+                                                           v1::RunConfigResponse* response) {
+  const std::string& client = request->binding().client_id();
+  return Unary(context, "GetRunConfig", client, [this, context, request, response, client]() -> absl::Status {
+    FEDFM_RETURN_IF_ERROR(Authenticate(context, "GetRunConfig", client, *request));
+    FEDFM_ASSIGN_OR_RETURN(RunRecord run, store_.GetRun(engine_.run_id()));
+    response->set_run_id(run.id);
+    response->set_config_toml(run.config_toml);
+    return absl::OkStatus();
   });
 }
 

@@ -71,6 +71,8 @@ class CoordinatorService final : public fedfm::v1::Coordinator::CallbackService 
                                                          v1::UploadResponse* response) override;
   grpc::ServerUnaryReactor* Report(grpc::CallbackServerContext* context, const v1::ReportRequest* request,
                                    v1::Ack* response) override;
+  grpc::ServerUnaryReactor* GetRunConfig(grpc::CallbackServerContext* context, const v1::RunConfigRequest* request,
+                                         v1::RunConfigResponse* response) override;
 
   grpc::ServerUnaryReactor* AdvertiseKeys(grpc::CallbackServerContext* context, const v1::SecAggRequest* request,
                                           v1::Ack* response) override;

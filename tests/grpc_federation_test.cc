@@ -24,6 +24,7 @@
 #include "coordinator/round_engine.h"
 #include "coordinator/sqlite_store.h"
 #include "gtest/gtest.h"
+#include "protocols/config/config.h"
 #include "protocols/fedfm.grpc.pb.h"
 #include "protocols/tls_certs.h"
 
@@ -181,14 +182,15 @@ class GrpcFederationTest : public ::testing::Test {
     if (server_) server_->Shutdown(1'000);
   }
 
-  void Start(const protocols::RunConfig& config, coordinator::CoordinatorServiceOptions service = {}) {
+  void Start(const protocols::RunConfig& config, coordinator::CoordinatorServiceOptions service = {},
+             TensorMap initial = Global()) {
     config_ = config;
     coordinator::RoundEngineOptions o;
     o.method_rule = AllLora();
     o.poll_interval_ms = 50;
     o.selection_wait_ms = 300;
     o.secagg_phase_ms = secagg_phase_ms_;
-    auto engine = coordinator::RoundEngine::Create(config_, *store_, clock_, Global(), Dims(), nullptr, o);
+    auto engine = coordinator::RoundEngine::Create(config_, *store_, clock_, std::move(initial), Dims(), nullptr, o);
     ASSERT_TRUE(engine.ok()) << engine.status();
     engine_ = *std::move(engine);
     coordinator::CoordinatorServerOptions so;
@@ -496,6 +498,16 @@ TEST_F(GrpcFederationTest, RefusalsReachTheClientAndTheRoundGoesOn) {
     EXPECT_EQ(dl.status().code(), absl::StatusCode::kPermissionDenied) << dl.status();
   }
 
+  // Devices read the run's configuration (to build their trainers as the run says).
+  {
+    auto toml = links[2]->GetRunConfigToml();
+    ASSERT_TRUE(toml.ok()) << toml.status();
+    auto parsed = protocols::ParseRunConfig(*toml);
+    ASSERT_TRUE(parsed.ok()) << parsed.status();
+    EXPECT_EQ(parsed->lora.rank, 4);
+    EXPECT_EQ(parsed->coordinator.max_update_bytes, 6'000);
+  }
+
   // The round went on: committed with the two accepted updates, the refused
   // ones recorded with their reasons.
   for (int i = 0; i < 200 && !engine_->finished(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(25));
@@ -511,6 +523,38 @@ TEST_F(GrpcFederationTest, RefusalsReachTheClientAndTheRoundGoesOn) {
     }
   }
   EXPECT_GE(server_->stats().uploads_refused, 6);
+}
+
+// A download cut by its deadline resumes from the bytes it has: with a
+// deadline far shorter than the transfer, the model still arrives whole,
+// each byte once.
+TEST_F(GrpcFederationTest, DownloadsResumeWhereABrokenStreamStopped) {
+  TensorMap big = Global();
+  std::vector<float> values(12 << 20);
+  for (size_t i = 0; i < values.size(); ++i) values[i] = static_cast<float>(i % 977) * 1e-3f;
+  big.Set("head.weight", Tensor::FromFloats({static_cast<int64_t>(values.size())}, values));
+  coordinator::CoordinatorServiceOptions so;
+  so.chunk_bytes = 64 << 10;
+  Start(Config(2, 1, false), so, big);
+  auto identity = engine_->RegisterClient("", "reader", {});
+  ASSERT_TRUE(identity.ok());
+  client::GrpcLinkOptions o = LinkOptions(false);
+  o.call_timeout_ms = 40;
+  o.min_stream_bytes_per_s = 1e15;  // every stream gets ~40 ms: 48 MiB would need 1.2 GB/s
+  o.download_resume_attempts = 50;
+  auto link = client::GrpcLink::Create(o);
+  ASSERT_TRUE(link.ok());
+  ASSERT_TRUE((*link)->UseIdentity(*identity).ok());
+  const std::string version = engine_->Status().model_version;
+  auto model = (*link)->DownloadModel(version);
+  ASSERT_TRUE(model.ok()) << model.status();
+  ASSERT_NE(model->safetensors, nullptr);
+  EXPECT_EQ((*link)->bytes_down(), model->safetensors->size());  // nothing fetched twice
+  EXPECT_TRUE(model->state.at("head.weight").Identical(big.at("head.weight")));
+  EXPECT_GE((*link)->download_resumptions(), 1);
+  // A version the run never had is a refusal, not something to retry.
+  auto missing = (*link)->DownloadModel(std::string(64, 'a'));
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound) << missing.status();
 }
 
 TEST_F(GrpcFederationTest, AdminRequestsNeedTheAdminToken) {
