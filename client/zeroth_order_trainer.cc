@@ -150,23 +150,31 @@ struct DeviceBatch {
   int64_t tokens = 0;            // real tokens
 };
 
-DeviceBatch ToDevice(const model::Batch& batch, const torch::Device& device, bool classification) {
+// Fills `out` with `batch` on `device`, reusing its tensors when the shapes
+// match (the previous step's): the step loop then allocates nothing between
+// the forward passes' activations, which keeps a CPU heap from fragmenting.
+void ToDevice(const model::Batch& batch, const torch::Device& device, bool classification, DeviceBatch* out) {
   const int64_t b = batch.batch_size, t = batch.seq_len;
-  auto from = [&](const std::vector<int32_t>& v, std::vector<int64_t> shape) {
-    return torch::from_blob(const_cast<int32_t*>(v.data()), shape, torch::kInt).to(device, torch::kLong);
+  auto fill = [&](const std::vector<int32_t>& v, std::vector<int64_t> shape, torch::Tensor* dst) {
+    const torch::Tensor src = torch::from_blob(const_cast<int32_t*>(v.data()), shape, torch::kInt);
+    if (dst->defined() && dst->sizes() == src.sizes()) {
+      dst->copy_(src);
+    } else {
+      *dst = src.to(device, torch::kLong);
+    }
   };
-  DeviceBatch out;
-  out.inputs = from(batch.inputs, {b, t});
-  for (int32_t n : batch.lengths) out.tokens += n;
+  fill(batch.inputs, {b, t}, &out->inputs);
+  out->tokens = 0;
+  for (int32_t n : batch.lengths) out->tokens += n;
   if (classification) {
-    const torch::Tensor lengths = from(batch.lengths, {b});
-    out.attention_mask =
+    torch::Tensor lengths;
+    fill(batch.lengths, {b}, &lengths);
+    out->attention_mask =
         torch::arange(t, torch::TensorOptions().dtype(torch::kLong).device(device)).unsqueeze(0).lt(lengths.unsqueeze(1));
-    out.labels = from(batch.labels, {b});
+    fill(batch.labels, {b}, &out->labels);
   } else {
-    out.targets = from(batch.targets, {b, t});
+    fill(batch.targets, {b, t}, &out->targets);
   }
-  return out;
 }
 
 // Mean loss of one micro-batch (a 0-dim float32 tensor): next-token
@@ -354,16 +362,16 @@ absl::StatusOr<protocols::Update> TrainImpl(const std::shared_ptr<const model::M
   double loss_sum = 0, first_loss = 0, last_loss = 0, grad_abs_sum = 0;
   int64_t tokens = 0;
   int done = 0, skipped = 0;
+  std::vector<DeviceBatch> micro(static_cast<size_t>(h.accumulation));
   for (int step = 1; step <= h.steps; ++step) {
-    std::vector<DeviceBatch> micro;
     for (int m = 0; m < h.accumulation; ++m) {
       if (next >= order.size()) {
         order = model::MakeBatchOrder(n, b, model::DeriveSeed(order_seed, epoch++), /*drop_last=*/n >= b);
         next = 0;
       }
       const model::Batch host = model::MakeBatch(data.train, order[next++], /*pad_id=*/0, h.seq_len);
-      micro.push_back(ToDevice(host, device, classification));
-      tokens += micro.back().tokens;
+      ToDevice(host, device, classification, &micro[m]);
+      tokens += micro[m].tokens;
     }
     auto loss_tensor = [&]() -> torch::Tensor {
       internal::Bf16AutocastGuard autocast(device, options.train.bf16_autocast);

@@ -169,6 +169,11 @@ absl::StatusOr<SimData> LayOutSimData(std::vector<model::Example> examples, std:
     }
   }
   out.begin.push_back(static_cast<uint32_t>(out.examples.size()));
+  if (central_eval.empty() && held_out.empty()) {
+    // Clients too small to hold anything out (fewer than 2 examples each):
+    // evaluate on training examples rather than on nothing.
+    held_out = EvenlySpaced(out.examples, kMaxCentralEvalExamples);
+  }
   out.central_eval = EvenlySpaced(central_eval.empty() ? std::move(held_out) : std::move(central_eval),
                                   kMaxCentralEvalExamples);
   return out;

@@ -11,7 +11,8 @@
 // "label" of dirichlet and shards). Each client holds out
 // data.eval_fraction of its own examples for federated evaluation rounds.
 // The central evaluation after every round uses data.eval_path's examples
-// when set, else the union of the clients' held-out examples, at most
+// when set, else the union of the clients' held-out examples (training
+// examples when no client is large enough to hold any out), at most
 // kMaxCentralEvalExamples of them, evenly spaced. Torch-free.
 #ifndef FEDFM_SIMULATION_DATA_H_
 #define FEDFM_SIMULATION_DATA_H_
