@@ -73,18 +73,7 @@ case "${1:-demo}" in
     install_packages
     build
     log "running the default simulation"
-    "$BUILD_DIR/fedfm" simulate || {
-      status=$?
-      if [ $status -eq 2 ]; then
-        log "the simulation is not built yet; running what exists instead"
-        "$BUILD_DIR/fedfm" model info
-        "$BUILD_DIR/fedfm" model generate --prompt "Once upon a time" --max-tokens 60
-        echo
-        "$BUILD_DIR/fedfm" bench secagg --clients 16 --params 100000 --dropout 0.1
-      else
-        exit $status
-      fi
-    }
+    "$BUILD_DIR/fedfm" simulate
     ;;
   test)
     install_packages
