@@ -422,15 +422,26 @@ int RunCoordinatorBench(const BenchFlags& f) {
     const int64_t encoded = static_cast<int64_t>(protocols::EncodedSize(update->delta));
 
     // Phase B: every client uploads; the measured window.
-    std::atomic<int64_t> accepted{0};
+    std::atomic<int64_t> accepted{0}, retried{0};
     const Clock::time_point upload_start = Clock::now();
     ParallelFor(f.clients, f.client_threads, [&](int i) {
       protocols::Update u = *update;
       u.client_id = clients[i].id;
       protocols::Binding b = tasks[i].binding;
       b.phase = protocols::Phase::kCollect;
-      b.sequence = ++clients[i].sequence;
-      absl::Status s = clients[i].link->UploadUpdate(b, u);
+      // As ClientRuntime does: a transport failure (the connection dropped,
+      // a GOAWAY) is retried after a jittered back-off with a fresh sequence
+      // number; a refusal is final.
+      absl::Status s;
+      for (int attempt = 0; attempt < 6; ++attempt) {
+        if (attempt > 0) {
+          ++retried;
+          std::this_thread::sleep_for(std::chrono::milliseconds(100 * attempt + i % 97));
+        }
+        b.sequence = ++clients[i].sequence;
+        s = clients[i].link->UploadUpdate(b, u);
+        if (s.ok() || !client::IsTransportFailure(s)) break;
+      }
       if (s.ok()) {
         ++accepted;
       } else {
@@ -448,6 +459,7 @@ int RunCoordinatorBench(const BenchFlags& f) {
                          {"download_seconds", download_seconds},
                          {"upload_seconds", upload_seconds},
                          {"updates_accepted", accepted.load()},
+                         {"upload_retries", retried.load()},
                          {"ingest_mb_per_s", accepted.load() * encoded / 1e6 / upload_seconds}});
   }
   // Let the last round commit, then read its state.

@@ -162,7 +162,9 @@ void ExactSumVector::AddRange(int64_t begin, std::span<const float> values, uint
       const uint32_t fraction = bits & 0x7FFFFF;
       const uint64_t m = biased == 0 ? fraction : (fraction | 0x800000u);
       const UInt128 shifted = (static_cast<UInt128>(m) * weight) << (e - f);
-      const Int128 sum = (bits >> 31) != 0 ? a - static_cast<Int128>(shifted) : a + static_cast<Int128>(shifted);
+      // Branch-free sign (signs are random): x ^ -1 + 1 = -x.
+      const UInt128 negate = static_cast<UInt128>(0) - static_cast<UInt128>(bits >> 31);
+      const Int128 sum = a + static_cast<Int128>((shifted ^ negate) - negate);
       const auto top = static_cast<int64_t>(static_cast<uint64_t>(static_cast<UInt128>(sum) >> 64)) >> 59;
       if (top == 0 || top == -1) {
         mantissa[k] = sum;
