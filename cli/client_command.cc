@@ -61,7 +61,7 @@ struct ClientFlags {
   std::string data;
   std::string data_format;
   int seq_len = 64;
-  double eval_fraction = 0.1;
+  int max_eval_examples = 256;
   std::string device = "cpu";
   std::string memory_budget;
   std::string method = "auto";
@@ -142,6 +142,17 @@ absl::Status SaveIdentity(const fs::path& dir, const protocols::EnrollResponse& 
 
 // --- Trainers -------------------------------------------------------------------
 
+// Keeps at most `max` evaluation examples, evenly spaced, so that an
+// evaluation round costs the same on a device with much data as on one with
+// little (and fits the round's deadline).
+void CapEvalExamples(client::Dataset& data, int max) {
+  if (max <= 0 || data.eval.size() <= static_cast<size_t>(max)) return;
+  std::vector<model::Example> kept;
+  kept.reserve(static_cast<size_t>(max));
+  for (int k = 0; k < max; ++k) kept.push_back(std::move(data.eval[data.eval.size() * k / static_cast<size_t>(max)]));
+  data.eval = std::move(kept);
+}
+
 // The Trainer the runtime drives: routes each task to the trainer of its
 // method (made on first use by the factory) and trains on this device's data,
 // tokenized in windows of the task's seq_len (re-read when a task asks for
@@ -149,12 +160,14 @@ absl::Status SaveIdentity(const fs::path& dir, const protocols::EnrollResponse& 
 class DeviceTrainer final : public client::Trainer {
  public:
   DeviceTrainer(simulation::TrainerFactory& factory, protocols::RunConfig data_config,
-                std::unique_ptr<model::Tokenizer> tokenizer, client::Dataset data, uint64_t client_seed)
+                std::unique_ptr<model::Tokenizer> tokenizer, client::Dataset data, uint64_t client_seed,
+                int max_eval_examples)
       : factory_(factory),
         data_config_(std::move(data_config)),
         tokenizer_(std::move(tokenizer)),
         data_(std::move(data)),
-        client_seed_(client_seed) {}
+        client_seed_(client_seed),
+        max_eval_examples_(max_eval_examples) {}
 
   absl::StatusOr<protocols::Update> Train(const protocols::Task& task, client::TrainableState& state,
                                           client::Dataset&) override {
@@ -194,6 +207,7 @@ class DeviceTrainer final : public client::Trainer {
     FEDFM_ASSIGN_OR_RETURN(simulation::SimData sim,
                            simulation::LoadSimData(data_config_, *tokenizer_, 1, data_config_.run.seed));
     data_ = sim.ClientDataset(0);
+    CapEvalExamples(data_, max_eval_examples_);
     spdlog::info("re-read the data in windows of {} tokens: {} train, {} eval examples", seq_len,
                  data_.train.size(), data_.eval.size());
     return absl::OkStatus();
@@ -204,6 +218,7 @@ class DeviceTrainer final : public client::Trainer {
   std::unique_ptr<model::Tokenizer> tokenizer_;
   client::Dataset data_;
   const uint64_t client_seed_;
+  const int max_eval_examples_;
   std::map<Method, std::unique_ptr<client::Trainer>> trainers_;
 };
 
@@ -390,10 +405,12 @@ int RunClient(const ClientFlags& f) {
       simulation::MakeModelTrainerFactory(config, sim->num_labels);
   if (!factory.ok()) return Fail(kCmd, factory.status());
   client::Dataset data = sim->ClientDataset(0);
+  CapEvalExamples(data, f.max_eval_examples);
   spdlog::info("run \"{}\": data {} ({}), {} train and {} eval windows of {} tokens", config.run.name, f.data,
                config.data.format, data.train.size(), data.eval.size(), config.data.seq_len);
 
-  DeviceTrainer trainer(**factory, config, *std::move(tokenizer), std::move(data), ClientSeed(identity.client_id));
+  DeviceTrainer trainer(**factory, config, *std::move(tokenizer), std::move(data), ClientSeed(identity.client_id),
+                        f.max_eval_examples);
   client::Dataset unused;
   client::ClientRuntimeOptions options;
   options.identity = identity;
@@ -459,6 +476,10 @@ void RegisterClientCommand(CLI::App& app, Action& action, const GlobalFlags&) {
   sub->add_option("--data", f->data, "This device's data file")->required()->check(CLI::ExistingFile);
   sub->add_option("--data-format", f->data_format,
                   "text | shakespeare | tsv | csv | jsonl | spamassassin (default: the run's data.format)");
+  sub->add_option("--max-eval-examples", f->max_eval_examples,
+                  "Evaluation rounds use at most this many of the local held-out examples (evenly spaced)")
+      ->check(CLI::Range(1, 1'000'000'000))
+      ->capture_default_str();
   sub->add_option("--seq-len", f->seq_len, "Tokens per window of the throughput measurement at enrollment")
       ->capture_default_str();
   sub->add_option("--device", f->device, "cpu | cuda[:N]")->capture_default_str();

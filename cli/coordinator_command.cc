@@ -531,8 +531,10 @@ void RegisterCoordinatorCommands(CLI::App& app, Action& action, const GlobalFlag
     sub->add_option("--coordinator", f->coordinator, "Coordinator address HOST:PORT")->capture_default_str();
     AddAdminFlags(sub, *f);
     CLI::App* list = sub->add_subcommand("list", "List enrolled devices");
+    list->fallthrough();  // `clients list --state DIR` as well as `clients --state DIR list`
     list->callback([&action, f] { action = [f] { return RunClientsList(*f); }; });
     CLI::App* revoke = sub->add_subcommand("revoke", "Revoke a device: its requests are refused from now on");
+    revoke->fallthrough();
     revoke->add_option("ID", *id, "Client id")->required();
     revoke->callback([&action, f, id] { action = [f, id] { return RunClientsRevoke(*f, *id); }; });
   }

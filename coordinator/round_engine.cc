@@ -860,8 +860,10 @@ absl::StatusOr<std::vector<RoundEngine::Impl::Pick>> RoundEngine::Impl::Select(
   }
   if (config_.secagg.enabled && !eval) {
     // A SecAgg group of one would reveal its member's update: top it up with
-    // the next available client of its kind, or leave the member out.
-    for (bool kind : {false, true}) {
+    // the next available client of its kind; a zeroth-order client alone in
+    // the seed-scalar group sends a dense update instead (it joins the dense
+    // group); a client alone in the dense group is left out.
+    for (bool kind : {true, false}) {
       const auto count = std::count_if(picks.begin(), picks.end(), [&](const Pick& p) { return p.seed_scalars == kind; });
       if (count != 1) continue;
       bool topped = false;
@@ -875,6 +877,10 @@ absl::StatusOr<std::vector<RoundEngine::Impl::Pick>> RoundEngine::Impl::Select(
       }
       if (!topped) {
         auto it = std::find_if(picks.begin(), picks.end(), [&](const Pick& p) { return p.seed_scalars == kind; });
+        if (kind) {
+          it->seed_scalars = false;
+          continue;
+        }
         skipped.push_back(absl::StrCat(it->id, ": alone in its SecAgg group (",
                                        kind ? "seed scalars" : "dense", ")"));
         picks.erase(it);

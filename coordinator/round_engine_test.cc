@@ -583,7 +583,22 @@ TEST_F(RoundEngineTest, ZerothOrderClientsGetTheRoundsSeedPool) {
   EXPECT_EQ((*parts)[2].status, ParticipantStatus::kUploaded);
 }
 
-TEST_F(RoundEngineTest, SecAggLeavesOutALoneGroupMemberAndFillsTheTask) {
+TEST_F(RoundEngineTest, SecAggLeavesOutALoneDenseMember) {
+  protocols::RunConfig c = Config();
+  c.secagg.enabled = true;
+  c.zeroth_order.seed_pool = 4;
+  Build(c);
+  const std::vector<std::string> ids = {"lora2-a", "zo-b", "zo-c"};
+  Register(ids);
+  auto polls = PollAll(ids);
+  EXPECT_EQ(polls["lora2-a"].kind, PollKind::kWait);  // alone in the dense group
+  ASSERT_EQ(polls["zo-b"].kind, PollKind::kTrain);
+  EXPECT_EQ(polls["zo-b"].task.seed_pool.size(), 4u);
+  EXPECT_EQ(polls["zo-b"].task.secagg.num_clients, 2);
+  EXPECT_EQ(polls["zo-b"].task.secagg.group, protocols::SecAggTask::Group::kSeedScalars);
+}
+
+TEST_F(RoundEngineTest, SecAggMovesALoneSeedScalarMemberToTheDenseGroupAndFillsTheTask) {
   protocols::RunConfig c = Config();
   c.secagg.enabled = true;
   c.zeroth_order.seed_pool = 4;
@@ -591,14 +606,19 @@ TEST_F(RoundEngineTest, SecAggLeavesOutALoneGroupMemberAndFillsTheTask) {
   const std::vector<std::string> ids = {"lora2-a", "lora4-b", "zo-c"};
   Register(ids);
   auto polls = PollAll(ids);
-  EXPECT_EQ(polls["zo-c"].kind, PollKind::kWait);  // alone in the seed-scalar group
+  // Alone in the seed-scalar group, zo-c trains with a dense update instead.
+  ASSERT_EQ(polls["zo-c"].kind, PollKind::kTrain);
+  EXPECT_EQ(polls["zo-c"].task.method, Method::kZerothOrder);
+  EXPECT_TRUE(polls["zo-c"].task.seed_pool.empty());
+  EXPECT_EQ(polls["zo-c"].task.secagg.group, protocols::SecAggTask::Group::kDense);
   ASSERT_EQ(polls["lora2-a"].kind, PollKind::kTrain);
   const protocols::SecAggTask& s = polls["lora2-a"].task.secagg;
   EXPECT_TRUE(s.enabled);
   EXPECT_EQ(s.group, protocols::SecAggTask::Group::kDense);
-  EXPECT_EQ(s.num_clients, 2);
+  EXPECT_EQ(s.num_clients, 3);
   EXPECT_EQ(s.index, 0u);
   EXPECT_EQ(polls["lora4-b"].task.secagg.index, 1u);
+  EXPECT_EQ(polls["zo-c"].task.secagg.index, 2u);
   EXPECT_EQ(s.layout.size(), 5u);
   EXPECT_EQ(s.vector_length, 2 * (24 + 20) + 3);
   EXPECT_EQ(s.weight_unit, 8u);
