@@ -199,7 +199,10 @@ TEST(ZerothOrderTrainerTest, NoiseLayoutMatchesTheGlobalTensorsAndAutograd) {
       z[names[i]] = std::move(zi);
     }
     ASSERT_EQ(offset, grad.numel());
-    const double tol = std::string(estimator) == "forward" ? 1e-4 : 2e-2;  // SPSA: finite difference in float32
+    // SPSA: a float32 central difference; one ulp of the loss (~6.3) over
+    // 2 epsilon is ~1% of |g|, so any change in the forward's rounding moves
+    // the estimate by a few percent.
+    const double tol = std::string(estimator) == "forward" ? 1e-4 : 4e-2;
     EXPECT_NEAR(projected, std::fabs(g), tol * std::fabs(g)) << estimator;
     const double alpha = -1e-3 * g;
     for (const auto& [name, d] : update->delta) {
@@ -215,7 +218,8 @@ TEST(ZerothOrderTrainerTest, NoiseLayoutMatchesTheGlobalTensorsAndAutograd) {
         }
         // Drift (3 moves) plus the update's own rounding, both O(u |theta|).
         const double want = alpha * z[name][e];
-        const double slack = 4 * kU32 * (std::fabs(theta[e]) + 2e-3 * kMaxAbsGaussian) + 2e-2 * std::fabs(want);
+        const double slack =
+            4 * kU32 * (std::fabs(theta[e]) + 2e-3 * kMaxAbsGaussian) + std::max(2e-2, tol) * std::fabs(want);
         ASSERT_NEAR(delta[e], want, slack) << estimator << " " << name << "[" << e << "]";
         if (std::fabs(want) > 1e-6) max_rel = std::max(max_rel, std::fabs(delta[e] - want) / std::fabs(want));
       }

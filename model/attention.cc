@@ -99,16 +99,19 @@ torch::Tensor CausalAttentionFused(const torch::Tensor& q, const torch::Tensor& 
 }
 
 torch::Tensor CausalAttention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
-#if FEDFM_HAS_FUSED_ATTENTION
   // The fused kernels have no forward-mode AD formula (LibTorch 2.11 throws
   // "Trying to use forward AD with _scaled_dot_product_flash_attention_for_cpu"),
   // so inputs carrying tangents (forward-gradient steps; level 0, the only
   // one LibTorch allows at a time) take the reference path.
   const bool tangents = q._fw_grad(/*level=*/0).defined() || k._fw_grad(/*level=*/0).defined() ||
                         v._fw_grad(/*level=*/0).defined();
-  if (!tangents) return CausalAttentionFused(q, k, v);
-#endif
+  if (tangents) return CausalAttentionReference(q, k, v);
+  if (CpuAttentionSupports(q, k, v)) return CausalAttentionCpu(q, k, v);
+#if FEDFM_HAS_FUSED_ATTENTION
+  return CausalAttentionFused(q, k, v);
+#else
   return CausalAttentionReference(q, k, v);
+#endif
 }
 
 }  // namespace fedfm::model

@@ -97,6 +97,67 @@ TEST(ModelAttentionTest, GradientsFlowThroughReference) {
   }
 }
 
+// Forward and gradients of CausalAttentionCpu against the reference, for a
+// random upstream gradient. q, k, v come in as the transformer makes them:
+// [B, T, heads, hd] storage transposed to [B, heads, T, hd].
+void ExpectCpuMatchesReference(int64_t b, int64_t heads, int64_t kv_heads, int64_t tq, int64_t tk, int64_t hd,
+                               uint64_t seed) {
+  SCOPED_TRACE(testing::Message() << "B " << b << " H " << heads << " KV " << kv_heads << " Tq " << tq << " Tk "
+                                  << tk << " hd " << hd);
+  const torch::Tensor q0 = Random({b, tq, heads, hd}, seed).transpose(1, 2);
+  const torch::Tensor k0 = Random({b, tk, kv_heads, hd}, seed + 1).transpose(1, 2);
+  const torch::Tensor v0 = Random({b, tk, kv_heads, hd}, seed + 2).transpose(1, 2);
+  const torch::Tensor upstream = Random({b, heads, tq, hd}, seed + 3);
+  auto run = [&](bool fused) {
+    torch::Tensor q = q0.clone().requires_grad_(), k = k0.clone().requires_grad_(), v = v0.clone().requires_grad_();
+    torch::Tensor out = fused ? CausalAttentionCpu(q, k, v) : CausalAttentionReference(q, k, v);
+    (out * upstream).sum().backward();
+    return std::vector<torch::Tensor>{out.detach(), q.grad(), k.grad(), v.grad()};
+  };
+  const std::vector<torch::Tensor> got = run(true), want = run(false);
+  const char* names[] = {"output", "dq", "dk", "dv"};
+  for (size_t i = 0; i < got.size(); ++i) {
+    SCOPED_TRACE(names[i]);
+    ASSERT_TRUE(got[i].defined());
+    EXPECT_GT(want[i].abs().max().item<double>(), 0.1);
+    ExpectClose(got[i], want[i], 2e-5 * std::max(1.0, want[i].abs().max().item<double>()));
+  }
+}
+
+TEST(ModelAttentionTest, CpuKernelsMatchReferenceForwardAndGradients) {
+  ExpectCpuMatchesReference(/*b=*/2, /*heads=*/8, /*kv_heads=*/4, /*tq=*/37, /*tk=*/37, /*hd=*/8, 61);
+  ExpectCpuMatchesReference(/*b=*/3, /*heads=*/4, /*kv_heads=*/4, /*tq=*/16, /*tk=*/16, /*hd=*/16, 65);
+  ExpectCpuMatchesReference(/*b=*/1, /*heads=*/6, /*kv_heads=*/2, /*tq=*/130, /*tk=*/130, /*hd=*/12, 69);
+  ExpectCpuMatchesReference(/*b=*/2, /*heads=*/4, /*kv_heads=*/1, /*tq=*/2, /*tk=*/2, /*hd=*/8, 73);
+  // After cached positions: several queries, and one (decoding).
+  ExpectCpuMatchesReference(/*b=*/2, /*heads=*/4, /*kv_heads=*/2, /*tq=*/5, /*tk=*/19, /*hd=*/8, 77);
+  ExpectCpuMatchesReference(/*b=*/1, /*heads=*/4, /*kv_heads=*/2, /*tq=*/1, /*tk=*/9, /*hd=*/4, 81);
+}
+
+TEST(ModelAttentionTest, CpuKernelsMatchNaiveLoopOnContiguousInputs) {
+  torch::Tensor q = Random({2, 4, 11, 8}, 91), k = Random({2, 2, 11, 8}, 92), v = Random({2, 2, 11, 8}, 93);
+  ExpectClose(CausalAttentionCpu(q, k, v), NaiveAttention(q, k, v), 1e-5);
+  torch::NoGradGuard no_grad;
+  ExpectClose(CausalAttentionCpu(q, k, v), NaiveAttention(q, k, v), 1e-5);
+}
+
+TEST(ModelAttentionTest, CpuKernelsAgreeOnLargeScores) {
+  // Scores of a few hundred: the softmax must subtract each row's maximum.
+  torch::Tensor q = 40 * Random({1, 2, 20, 8}, 95), k = 40 * Random({1, 2, 20, 8}, 96), v = Random({1, 2, 20, 8}, 97);
+  torch::Tensor got = CausalAttentionCpu(q, k, v);
+  EXPECT_TRUE(torch::isfinite(got).all().item<bool>());
+  ExpectClose(got, NaiveAttention(q, k, v), 1e-4);
+}
+
+TEST(ModelAttentionTest, DefaultPathTakesCpuKernelsForFloatOnCpu) {
+  // CausalAttentionCpu's output is [B, Tq, H, hd] storage; the reference's is not.
+  torch::Tensor q = Random({1, 4, 6, 8}, 101), k = Random({1, 2, 6, 8}, 102), v = Random({1, 2, 6, 8}, 103);
+  EXPECT_TRUE(CpuAttentionSupports(q, k, v));
+  EXPECT_TRUE(CausalAttention(q, k, v).transpose(1, 2).is_contiguous());
+  EXPECT_FALSE(CpuAttentionSupports(q.to(torch::kBFloat16), k.to(torch::kBFloat16), v.to(torch::kBFloat16)));
+  EXPECT_THROW(CausalAttentionCpu(q.to(torch::kDouble), k.to(torch::kDouble), v.to(torch::kDouble)), c10::Error);
+}
+
 TEST(ModelAttentionTest, BfloatCloseToFloat) {
   torch::Tensor q = Random({1, 4, 6, 16}, 41), k = Random({1, 2, 6, 16}, 42), v = Random({1, 2, 6, 16}, 43);
   torch::Tensor want = CausalAttention(q, k, v);
