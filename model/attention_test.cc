@@ -4,6 +4,9 @@
 
 #include <cmath>
 #include <vector>
+#if defined(__x86_64__)
+#include <xmmintrin.h>
+#endif
 
 #include "gtest/gtest.h"
 
@@ -147,6 +150,26 @@ TEST(ModelAttentionTest, CpuKernelsAgreeOnLargeScores) {
   torch::Tensor got = CausalAttentionCpu(q, k, v);
   EXPECT_TRUE(torch::isfinite(got).all().item<bool>());
   ExpectClose(got, NaiveAttention(q, k, v), 1e-4);
+}
+
+TEST(ModelAttentionTest, CpuKernelsKeepTinyGradientsAndTheFloatingPointMode) {
+  // Far-away keys get probabilities ~1e-30; times an upstream gradient of
+  // 1e-9 that is below float's normal range, which the kernels flush to zero.
+  torch::Tensor q = (8 * Random({1, 2, 24, 8}, 111)).requires_grad_();
+  torch::Tensor k = (8 * Random({1, 2, 24, 8}, 112)).requires_grad_(), v = Random({1, 2, 24, 8}, 113).requires_grad_();
+  const torch::Tensor upstream = 1e-9 * Random({1, 2, 24, 8}, 114);
+#if defined(__x86_64__)
+  const unsigned int mode = _mm_getcsr();
+#endif
+  (CausalAttentionCpu(q, k, v) * upstream).sum().backward();
+#if defined(__x86_64__)
+  EXPECT_EQ(_mm_getcsr(), mode);
+#endif
+  const torch::Tensor dv = v.grad().clone();
+  v.grad().zero_();
+  (CausalAttentionReference(q, k, v) * upstream).sum().backward();
+  EXPECT_GT(dv.abs().max().item<double>(), 1e-10);
+  EXPECT_LT((dv - v.grad()).abs().max().item<double>(), 1e-5 * v.grad().abs().max().item<double>());
 }
 
 TEST(ModelAttentionTest, DefaultPathTakesCpuKernelsForFloatOnCpu) {
