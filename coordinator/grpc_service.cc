@@ -526,6 +526,40 @@ grpc::ServerUnaryReactor* CoordinatorService::Unary(grpc::CallbackServerContext*
   return reactor;
 }
 
+template <typename Request, typename Handler>
+grpc::ServerUnaryReactor* CoordinatorService::ClientUnary(grpc::CallbackServerContext* context, const char* rpc,
+                                                          const Request* request, Handler handler) {
+  const std::string& client = request->binding().client_id();
+  return Unary(context, rpc, client,
+               [this, context, rpc, request, client, handler = std::move(handler)]() mutable -> absl::Status {
+                 FEDFM_RETURN_IF_ERROR(Authenticate(context, rpc, client, *request));
+                 return handler();
+               });
+}
+
+template <typename Parse, typename Submit>
+grpc::ServerUnaryReactor* CoordinatorService::SecAggSubmit(grpc::CallbackServerContext* context, const char* rpc,
+                                                           const v1::SecAggRequest* request, Parse parse,
+                                                           Submit submit) {
+  return ClientUnary(context, rpc, request, [this, request, parse, submit]() -> absl::Status {
+    FEDFM_ASSIGN_OR_RETURN(Binding binding, wire::FromProto(request->binding()));
+    FEDFM_ASSIGN_OR_RETURN(auto message, parse(AsSpan(request->message())));
+    return (engine_.*submit)(binding, message);
+  });
+}
+
+template <typename Fetch>
+grpc::ServerUnaryReactor* CoordinatorService::SecAggFetch(grpc::CallbackServerContext* context, const char* rpc,
+                                                          const v1::SecAggFetchRequest* request,
+                                                          v1::SecAggFetchResponse* response, Fetch fetch) {
+  return ClientUnary(context, rpc, request, [this, request, response, fetch]() -> absl::Status {
+    FEDFM_ASSIGN_OR_RETURN(Binding binding, wire::FromProto(request->binding()));
+    FEDFM_ASSIGN_OR_RETURN(auto routed, (engine_.*fetch)(binding));
+    SetRouted(routed, response);
+    return absl::OkStatus();
+  });
+}
+
 // ---------------------------------------------------------------------------
 // RPCs
 
@@ -562,11 +596,9 @@ grpc::ServerUnaryReactor* CoordinatorService::Enroll(grpc::CallbackServerContext
 grpc::ServerUnaryReactor* CoordinatorService::PollTask(grpc::CallbackServerContext* context,
                                                        const v1::PollTaskRequest* request,
                                                        v1::PollTaskResponse* response) {
-  const std::string& client = request->binding().client_id();
-  return Unary(context, "PollTask", client, [this, context, request, response, client]() -> absl::Status {
-    FEDFM_RETURN_IF_ERROR(Authenticate(context, "PollTask", client, *request));
+  return ClientUnary(context, "PollTask", request, [this, request, response]() -> absl::Status {
     FEDFM_ASSIGN_OR_RETURN(protocols::PollResponse poll,
-                           engine_.Poll({client, request->have_model_version()}));
+                           engine_.Poll({request->binding().client_id(), request->have_model_version()}));
     wire::ToProto(poll, response);
     response->set_max_chunk_bytes(options_.chunk_bytes);
     return absl::OkStatus();
@@ -585,9 +617,7 @@ grpc::ServerReadReactor<v1::UploadChunk>* CoordinatorService::UploadUpdate(grpc:
 
 grpc::ServerUnaryReactor* CoordinatorService::Report(grpc::CallbackServerContext* context,
                                                      const v1::ReportRequest* request, v1::Ack*) {
-  const std::string& client = request->binding().client_id();
-  return Unary(context, "Report", client, [this, context, request, client]() -> absl::Status {
-    FEDFM_RETURN_IF_ERROR(Authenticate(context, "Report", client, *request));
+  return ClientUnary(context, "Report", request, [this, request]() -> absl::Status {
     FEDFM_ASSIGN_OR_RETURN(Binding binding, wire::FromProto(request->binding()));
     protocols::EvalReport report;
     report.metrics = wire::MetricsFromProto(request->metrics());
@@ -599,9 +629,7 @@ grpc::ServerUnaryReactor* CoordinatorService::Report(grpc::CallbackServerContext
 grpc::ServerUnaryReactor* CoordinatorService::GetRunConfig(grpc::CallbackServerContext* context,
                                                            const v1::RunConfigRequest* request,
                                                            v1::RunConfigResponse* response) {
-  const std::string& client = request->binding().client_id();
-  return Unary(context, "GetRunConfig", client, [this, context, request, response, client]() -> absl::Status {
-    FEDFM_RETURN_IF_ERROR(Authenticate(context, "GetRunConfig", client, *request));
+  return ClientUnary(context, "GetRunConfig", request, [this, response]() -> absl::Status {
     FEDFM_ASSIGN_OR_RETURN(RunRecord run, store_.GetRun(engine_.run_id()));
     response->set_run_id(run.id);
     response->set_config_toml(run.config_toml);
@@ -611,74 +639,35 @@ grpc::ServerUnaryReactor* CoordinatorService::GetRunConfig(grpc::CallbackServerC
 
 grpc::ServerUnaryReactor* CoordinatorService::AdvertiseKeys(grpc::CallbackServerContext* context,
                                                             const v1::SecAggRequest* request, v1::Ack*) {
-  const std::string& client = request->binding().client_id();
-  return Unary(context, "AdvertiseKeys", client, [this, context, request, client]() -> absl::Status {
-    FEDFM_RETURN_IF_ERROR(Authenticate(context, "AdvertiseKeys", client, *request));
-    FEDFM_ASSIGN_OR_RETURN(Binding binding, wire::FromProto(request->binding()));
-    FEDFM_ASSIGN_OR_RETURN(secagg::ClientKeys keys, secagg::ParseClientKeys(AsSpan(request->message())));
-    return engine_.SubmitKeys(binding, keys);
-  });
+  return SecAggSubmit(context, "AdvertiseKeys", request, &secagg::ParseClientKeys, &RoundEngine::SubmitKeys);
 }
 
 grpc::ServerUnaryReactor* CoordinatorService::FetchNeighborKeys(grpc::CallbackServerContext* context,
                                                                 const v1::SecAggFetchRequest* request,
                                                                 v1::SecAggFetchResponse* response) {
-  const std::string& client = request->binding().client_id();
-  return Unary(context, "FetchNeighborKeys", client, [this, context, request, response, client]() -> absl::Status {
-    FEDFM_RETURN_IF_ERROR(Authenticate(context, "FetchNeighborKeys", client, *request));
-    FEDFM_ASSIGN_OR_RETURN(Binding binding, wire::FromProto(request->binding()));
-    FEDFM_ASSIGN_OR_RETURN(auto routed, engine_.FetchNeighborKeys(binding));
-    SetRouted(routed, response);
-    return absl::OkStatus();
-  });
+  return SecAggFetch(context, "FetchNeighborKeys", request, response, &RoundEngine::FetchNeighborKeys);
 }
 
 grpc::ServerUnaryReactor* CoordinatorService::ShareKeys(grpc::CallbackServerContext* context,
                                                         const v1::SecAggRequest* request, v1::Ack*) {
-  const std::string& client = request->binding().client_id();
-  return Unary(context, "ShareKeys", client, [this, context, request, client]() -> absl::Status {
-    FEDFM_RETURN_IF_ERROR(Authenticate(context, "ShareKeys", client, *request));
-    FEDFM_ASSIGN_OR_RETURN(Binding binding, wire::FromProto(request->binding()));
-    FEDFM_ASSIGN_OR_RETURN(secagg::ClientShares shares, secagg::ParseClientShares(AsSpan(request->message())));
-    return engine_.SubmitShares(binding, shares);
-  });
+  return SecAggSubmit(context, "ShareKeys", request, &secagg::ParseClientShares, &RoundEngine::SubmitShares);
 }
 
 grpc::ServerUnaryReactor* CoordinatorService::FetchRoutedShares(grpc::CallbackServerContext* context,
                                                                 const v1::SecAggFetchRequest* request,
                                                                 v1::SecAggFetchResponse* response) {
-  const std::string& client = request->binding().client_id();
-  return Unary(context, "FetchRoutedShares", client, [this, context, request, response, client]() -> absl::Status {
-    FEDFM_RETURN_IF_ERROR(Authenticate(context, "FetchRoutedShares", client, *request));
-    FEDFM_ASSIGN_OR_RETURN(Binding binding, wire::FromProto(request->binding()));
-    FEDFM_ASSIGN_OR_RETURN(auto routed, engine_.FetchRoutedShares(binding));
-    SetRouted(routed, response);
-    return absl::OkStatus();
-  });
+  return SecAggFetch(context, "FetchRoutedShares", request, response, &RoundEngine::FetchRoutedShares);
 }
 
 grpc::ServerUnaryReactor* CoordinatorService::FetchUnmaskRequest(grpc::CallbackServerContext* context,
                                                                  const v1::SecAggFetchRequest* request,
                                                                  v1::SecAggFetchResponse* response) {
-  const std::string& client = request->binding().client_id();
-  return Unary(context, "FetchUnmaskRequest", client, [this, context, request, response, client]() -> absl::Status {
-    FEDFM_RETURN_IF_ERROR(Authenticate(context, "FetchUnmaskRequest", client, *request));
-    FEDFM_ASSIGN_OR_RETURN(Binding binding, wire::FromProto(request->binding()));
-    FEDFM_ASSIGN_OR_RETURN(auto routed, engine_.FetchUnmaskRequest(binding));
-    SetRouted(routed, response);
-    return absl::OkStatus();
-  });
+  return SecAggFetch(context, "FetchUnmaskRequest", request, response, &RoundEngine::FetchUnmaskRequest);
 }
 
 grpc::ServerUnaryReactor* CoordinatorService::Unmask(grpc::CallbackServerContext* context,
                                                      const v1::SecAggRequest* request, v1::Ack*) {
-  const std::string& client = request->binding().client_id();
-  return Unary(context, "Unmask", client, [this, context, request, client]() -> absl::Status {
-    FEDFM_RETURN_IF_ERROR(Authenticate(context, "Unmask", client, *request));
-    FEDFM_ASSIGN_OR_RETURN(Binding binding, wire::FromProto(request->binding()));
-    FEDFM_ASSIGN_OR_RETURN(secagg::UnmaskResponse unmask, secagg::ParseUnmaskResponse(AsSpan(request->message())));
-    return engine_.SubmitUnmask(binding, unmask);
-  });
+  return SecAggSubmit(context, "Unmask", request, &secagg::ParseUnmaskResponse, &RoundEngine::SubmitUnmask);
 }
 
 grpc::ServerUnaryReactor* CoordinatorService::CreateToken(grpc::CallbackServerContext* context,

@@ -110,6 +110,23 @@ class CoordinatorService final : public fedfm::v1::Coordinator::CallbackService 
   template <typename Handler>
   grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* context, const char* rpc, const std::string& client,
                                   Handler handler);
+  // Unary() for a request bound to a client (request->binding()):
+  // authenticates it as `rpc` first, then runs `handler`.
+  template <typename Request, typename Handler>
+  grpc::ServerUnaryReactor* ClientUnary(grpc::CallbackServerContext* context, const char* rpc,
+                                        const Request* request, Handler handler);
+  // A SecAgg+ message from a client: `parse` (bytes -> StatusOr<Message>)
+  // reads request->message(), then the RoundEngine method `submit`
+  // (binding, message) -> Status takes it.
+  template <typename Parse, typename Submit>
+  grpc::ServerUnaryReactor* SecAggSubmit(grpc::CallbackServerContext* context, const char* rpc,
+                                         const v1::SecAggRequest* request, Parse parse, Submit submit);
+  // A SecAgg+ fetch: the RoundEngine method `fetch` (binding) ->
+  // StatusOr<Routed<T>> answers, serialized into *response.
+  template <typename Fetch>
+  grpc::ServerUnaryReactor* SecAggFetch(grpc::CallbackServerContext* context, const char* rpc,
+                                        const v1::SecAggFetchRequest* request, v1::SecAggFetchResponse* response,
+                                        Fetch fetch);
 
   // Whether `request`, naming `client_id`, may be accepted (see the file
   // comment), after the client's rate limit. *by_certificate (when not
