@@ -11,6 +11,7 @@
 #include "model/attention.h"
 #include "model/dataset.h"
 #include "model/linear.h"
+#include "model/rms_norm.h"
 #include "protocols/check.h"
 #include "protocols/status_macros.h"
 
@@ -185,13 +186,8 @@ absl::StatusOr<std::shared_ptr<const Model>> Model::RandomInit(const ModelConfig
 
 torch::Tensor Model::RmsNorm(const torch::Tensor& x, const torch::Tensor& weight) const {
   // float32 statistics whatever the dtype, as HF's LlamaRMSNorm.
-  if (x.scalar_type() == torch::kFloat) {
-    torch::Tensor inv_rms = x.square().mean(-1, /*keepdim=*/true).add_(config_.norm_eps).rsqrt_();
-    return x * inv_rms * weight;
-  }
-  torch::Tensor xf = x.to(torch::kFloat);
-  torch::Tensor inv_rms = xf.square().mean(-1, /*keepdim=*/true).add_(config_.norm_eps).rsqrt_();
-  return (xf * inv_rms).to(x.scalar_type()) * weight;
+  if (CpuRmsNormSupports(x, weight)) return RmsNormCpu(x, weight, config_.norm_eps);
+  return RmsNormReference(x, weight, config_.norm_eps);
 }
 
 torch::Tensor Model::Rope(const torch::Tensor& x, int64_t start_pos) const {
