@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "coordinator/sqlite_store.h"
+#include "coordinator/testing/engine_fixture.h"
 #include "gtest/gtest.h"
 #include "protocols/config/config.h"
 
@@ -30,79 +31,10 @@ using protocols::TensorMap;
 using protocols::Update;
 using protocols::UpdateKind;
 
-// Two blocks with a rank-4 LoRA pair on q_proj each, and a head.
-//   layers.i.q_proj.lora_A: [r=4, in=6]   rank_dim 0
-//   layers.i.q_proj.lora_B: [out=5, r=4]  rank_dim 1
-//   head.weight:            [3]
-TensorMap Global() {
-  std::mt19937 rng(5);
-  std::uniform_real_distribution<float> u(-0.5f, 0.5f);
-  TensorMap g;
-  auto add = [&](const std::string& name, protocols::Shape shape) {
-    std::vector<float> v(protocols::NumElements(shape));
-    for (float& x : v) x = u(rng);
-    g.Set(name, Tensor::FromFloats(shape, v));
-  };
-  for (int i = 0; i < 2; ++i) {
-    add("layers." + std::to_string(i) + ".q_proj.lora_A", {4, 6});
-    add("layers." + std::to_string(i) + ".q_proj.lora_B", {5, 4});
-  }
-  add("head.weight", {3});
-  return g;
-}
-
-protocols::ModelDims Dims() {
-  protocols::ModelDims d;
-  d.num_params = 1000;
-  d.num_layers = 2;
-  d.dim = 6;
-  d.hidden_dim = 12;
-  d.num_heads = 2;
-  d.num_kv_heads = 2;
-  d.vocab_size = 32;
-  return d;
-}
-
 protocols::RunConfig Config() {
-  protocols::RunConfig c;
-  c.run.seed = 42;
-  c.run.rounds = 3;
-  c.rounds.clients_per_round = 3;
-  c.rounds.min_clients = 2;
-  c.rounds.deadline_s = 100;
-  c.rounds.eval_every = 0;
-  c.lora.rank = 4;
+  protocols::RunConfig c = SmallRunConfig(/*seed=*/42, /*clients_per_round=*/3);
   c.lora.client_ranks = {2, 4};
-  c.train.local_steps = 2;
-  c.train.batch_size = 4;
-  c.train.learning_rate = 0.1;
-  c.zeroth_order.seed_pool = 0;
   return c;
-}
-
-// Pins each client's method: "lora2-*" LoRA rank 2, "lora4-*" rank 4,
-// "partial-*" partial k = the round's top_blocks, "zo-*" zeroth order.
-MethodRule PinnedMethods() {
-  return [](const std::string& id, const protocols::DeviceProfile&, const protocols::RunConfig& rc,
-            const WorkloadShape&) -> absl::StatusOr<MethodChoice> {
-    MethodChoice c;
-    if (id.rfind("lora2", 0) == 0) {
-      c.method = Method::kLora;
-      c.lora_rank = 2;
-    } else if (id.rfind("lora4", 0) == 0) {
-      c.method = Method::kLora;
-      c.lora_rank = 4;
-    } else if (id.rfind("partial", 0) == 0) {
-      c.method = Method::kPartial;
-      c.lora_rank = 4;
-      c.top_blocks = rc.partial.top_blocks;
-    } else if (id.rfind("zo", 0) == 0) {
-      c.method = Method::kZerothOrder;
-    } else {
-      return absl::FailedPreconditionError("no method fits " + id);
-    }
-    return c;
-  };
 }
 
 // Writes each seed's index + 1, times the weight, into every element.
@@ -110,7 +42,7 @@ class CountingReplay final : public aggregation::SeedReplay {
  public:
   absl::Status Apply(const std::vector<uint64_t>& seeds, const std::vector<float>& weights,
                      TensorMap& delta) override {
-    const TensorMap g = Global();
+    const TensorMap g = TwoBlockLoraState();
     for (const auto& [name, t] : g) {
       double s = 0;
       for (size_t k = 0; k < seeds.size(); ++k) s += (k + 1) * 1e-3 * weights[k];
@@ -136,7 +68,7 @@ Update MakeUpdate(const std::string& id, const Task& task, uint32_t seed, uint64
     for (size_t k = 0; k < task.seed_pool.size(); ++k) up.seed_scalars.push_back(u(rng));
     return up;
   }
-  const TensorMap g = Global();
+  const TensorMap g = TwoBlockLoraState();
   for (const protocols::TensorCoverage& c : task.coverage.tensors) {
     Tensor t = Tensor::Zeros(protocols::DType::kF32, g.at(c.name).shape());
     std::span<float> v = t.mutable_floats();
@@ -159,7 +91,8 @@ class RoundEngineTest : public ::testing::Test {
     config_ = config;
     if (!options.method_rule) options.method_rule = PinnedMethods();
     options.selection_wait_ms = 1000;
-    auto engine = RoundEngine::Create(config_, *store_, clock_, Global(), Dims(), &replay_, std::move(options));
+    auto engine = RoundEngine::Create(config_, *store_, clock_, TwoBlockLoraState(), TwoBlockDims(), &replay_,
+                                      std::move(options));
     ASSERT_TRUE(engine.ok()) << engine.status();
     engine_ = *std::move(engine);
   }
@@ -207,20 +140,20 @@ class RoundEngineTest : public ::testing::Test {
 };
 
 TEST(DefaultCoverageTest, FollowsThePeftNamingConvention) {
-  const TensorMap g = Global();
+  const TensorMap g = TwoBlockLoraState();
   const protocols::RunConfig c = Config();
-  auto lora = DefaultCoverage(g, {.method = Method::kLora, .lora_rank = 2}, c, Dims());
+  auto lora = DefaultCoverage(g, {.method = Method::kLora, .lora_rank = 2}, c, TwoBlockDims());
   ASSERT_TRUE(lora.ok());
   ASSERT_EQ(lora->tensors.size(), 5u);
   EXPECT_EQ(*lora->Find("layers.0.q_proj.lora_A"), (protocols::TensorCoverage{"layers.0.q_proj.lora_A", 0, 2}));
   EXPECT_EQ(*lora->Find("layers.1.q_proj.lora_B"), (protocols::TensorCoverage{"layers.1.q_proj.lora_B", 1, 2}));
   EXPECT_EQ(lora->Find("head.weight")->rank_dim, -1);
   // Full rank covers whole tensors.
-  auto full = DefaultCoverage(g, {.method = Method::kLora, .lora_rank = 4}, c, Dims());
+  auto full = DefaultCoverage(g, {.method = Method::kLora, .lora_rank = 4}, c, TwoBlockDims());
   ASSERT_TRUE(full.ok());
   EXPECT_EQ(full->Find("layers.0.q_proj.lora_A")->rank_dim, -1);
 
-  auto partial = DefaultCoverage(g, {.method = Method::kPartial, .lora_rank = 4, .top_blocks = 1}, c, Dims());
+  auto partial = DefaultCoverage(g, {.method = Method::kPartial, .lora_rank = 4, .top_blocks = 1}, c, TwoBlockDims());
   ASSERT_TRUE(partial.ok());
   EXPECT_EQ(partial->Find("layers.0.q_proj.lora_A"), nullptr);
   EXPECT_NE(partial->Find("layers.1.q_proj.lora_A"), nullptr);
@@ -228,24 +161,24 @@ TEST(DefaultCoverageTest, FollowsThePeftNamingConvention) {
 
   protocols::RunConfig fw = c;
   fw.partial.full_weights = true;
-  auto weights_only = DefaultCoverage(g, {.method = Method::kPartial, .top_blocks = 1}, fw, Dims());
+  auto weights_only = DefaultCoverage(g, {.method = Method::kPartial, .top_blocks = 1}, fw, TwoBlockDims());
   ASSERT_TRUE(weights_only.ok());
   EXPECT_EQ(weights_only->tensors.size(), 1u);  // only the head: this state holds no block weights
 
   protocols::RunConfig ffa = c;
   ffa.lora.freeze_a = true;
-  auto frozen = DefaultCoverage(g, {.method = Method::kLora, .lora_rank = 2}, ffa, Dims());
+  auto frozen = DefaultCoverage(g, {.method = Method::kLora, .lora_rank = 2}, ffa, TwoBlockDims());
   ASSERT_TRUE(frozen.ok());
   EXPECT_EQ(frozen->tensors.size(), 3u);
   EXPECT_EQ(frozen->Find("layers.0.q_proj.lora_A"), nullptr);
 
-  auto zo = DefaultCoverage(g, {.method = Method::kZerothOrder}, c, Dims());
+  auto zo = DefaultCoverage(g, {.method = Method::kZerothOrder}, c, TwoBlockDims());
   ASSERT_TRUE(zo.ok());
   EXPECT_EQ(zo->tensors.size(), 5u);
 
   TensorMap lonely;
   lonely.Set("layers.0.mlp.weight", Tensor::Zeros(protocols::DType::kF32, {2}));
-  EXPECT_EQ(DefaultCoverage(lonely, {.method = Method::kLora, .lora_rank = 2}, c, Dims()).status().code(),
+  EXPECT_EQ(DefaultCoverage(lonely, {.method = Method::kLora, .lora_rank = 2}, c, TwoBlockDims()).status().code(),
             absl::StatusCode::kInvalidArgument);
 }
 
@@ -266,7 +199,7 @@ TEST_F(RoundEngineTest, PlaintextRoundCommitsTheCoverageWeightedAggregate) {
   const std::string v0 = polls["lora2-a"].model_version;
 
   // The expected next state: the same updates through a plain aggregator.
-  auto agg = aggregation::MakeAggregator(config_.aggregation, Global(), {.min_updates = 2});
+  auto agg = aggregation::MakeAggregator(config_.aggregation, TwoBlockLoraState(), {.min_updates = 2});
   ASSERT_TRUE(agg.ok());
   uint32_t seed = 1;
   std::map<std::string, Update> updates;
@@ -708,18 +641,18 @@ TEST_F(RoundEngineTest, DashboardShowsTheEnginesState) {
 TEST_F(RoundEngineTest, RefusesConfigsItCannotRun) {
   protocols::RunConfig c = Config();
   c.aggregation.algorithm = "fedsomething";
-  auto engine = RoundEngine::Create(c, *store_, clock_, Global(), Dims(), nullptr);
+  auto engine = RoundEngine::Create(c, *store_, clock_, TwoBlockLoraState(), TwoBlockDims(), nullptr);
   EXPECT_EQ(engine.status().code(), absl::StatusCode::kInvalidArgument);
   c = Config();
   c.train.method = Method::kZerothOrder;
   c.zeroth_order.seed_pool = 8;
-  engine = RoundEngine::Create(c, *store_, clock_, Global(), Dims(), nullptr);
+  engine = RoundEngine::Create(c, *store_, clock_, TwoBlockLoraState(), TwoBlockDims(), nullptr);
   EXPECT_EQ(engine.status().code(), absl::StatusCode::kInvalidArgument);
   c = Config();
   c.secagg.enabled = true;
   c.secagg.clip = 1e6;
   c.secagg.fraction_bits = 30;
-  engine = RoundEngine::Create(c, *store_, clock_, Global(), Dims(), nullptr);
+  engine = RoundEngine::Create(c, *store_, clock_, TwoBlockLoraState(), TwoBlockDims(), nullptr);
   EXPECT_EQ(engine.status().code(), absl::StatusCode::kInvalidArgument);
 }
 

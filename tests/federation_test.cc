@@ -19,6 +19,7 @@
 #include "coordinator/round_engine.h"
 #include "coordinator/round_engine_seed_replay.h"
 #include "coordinator/sqlite_store.h"
+#include "coordinator/testing/engine_fixture.h"
 #include "gtest/gtest.h"
 #include "tests/engine_link.h"
 #include "zeroth_order/seed_pool.h"
@@ -31,84 +32,21 @@ using coordinator::MethodChoice;
 using coordinator::ParticipantStatus;
 using coordinator::RoundEngine;
 using coordinator::Store;
+using coordinator::TwoBlockDims;
+using coordinator::TwoBlockLoraState;
 using protocols::Method;
 using protocols::Tensor;
 using protocols::TensorMap;
 using protocols::Update;
 
-// Two blocks with a rank-4 LoRA pair on q_proj each, and a head.
-//   layers.i.q_proj.lora_A: [r=4, in=6]   rank_dim 0
-//   layers.i.q_proj.lora_B: [out=5, r=4]  rank_dim 1
-//   head.weight:            [3]
-TensorMap Global() {
-  std::mt19937 rng(5);
-  std::uniform_real_distribution<float> u(-0.5f, 0.5f);
-  TensorMap g;
-  auto add = [&](const std::string& name, protocols::Shape shape) {
-    std::vector<float> v(protocols::NumElements(shape));
-    for (float& x : v) x = u(rng);
-    g.Set(name, Tensor::FromFloats(shape, v));
-  };
-  for (int i = 0; i < 2; ++i) {
-    add("layers." + std::to_string(i) + ".q_proj.lora_A", {4, 6});
-    add("layers." + std::to_string(i) + ".q_proj.lora_B", {5, 4});
-  }
-  add("head.weight", {3});
-  return g;
-}
-
-protocols::ModelDims Dims() {
-  protocols::ModelDims d;
-  d.num_params = 1000;
-  d.num_layers = 2;
-  d.dim = 6;
-  d.hidden_dim = 12;
-  d.num_heads = 2;
-  d.num_kv_heads = 2;
-  d.vocab_size = 32;
-  return d;
-}
-
 protocols::RunConfig Config(int clients, bool secagg) {
-  protocols::RunConfig c;
-  c.run.seed = 1234;
-  c.run.rounds = 3;
-  c.rounds.clients_per_round = clients;
-  c.rounds.min_clients = 2;
-  c.rounds.deadline_s = 100;
-  c.rounds.eval_every = 0;
-  c.lora.rank = 4;
+  protocols::RunConfig c = coordinator::SmallRunConfig(/*seed=*/1234, clients);
   c.lora.client_ranks = {2, 4};
   c.partial.top_blocks = 1;
-  c.train.local_steps = 2;
-  c.train.batch_size = 4;
-  c.train.learning_rate = 0.1;
   c.zeroth_order.seed_pool = 8;
   c.zeroth_order.learning_rate = 1.0;
   c.secagg.enabled = secagg;
   return c;
-}
-
-// Client ids name their method: "lora2-*", "lora4-*", "partial-*", "zo-*".
-coordinator::MethodRule PinnedMethods() {
-  return [](const std::string& id, const protocols::DeviceProfile&, const protocols::RunConfig& rc,
-            const coordinator::WorkloadShape&) -> absl::StatusOr<MethodChoice> {
-    MethodChoice c;
-    if (id.rfind("lora2", 0) == 0) {
-      c.method = Method::kLora;
-      c.lora_rank = 2;
-    } else if (id.rfind("lora4", 0) == 0) {
-      c.method = Method::kLora;
-      c.lora_rank = 4;
-    } else if (id.rfind("partial", 0) == 0) {
-      c.method = Method::kPartial;
-      c.lora_rank = 4;
-      c.top_blocks = rc.partial.top_blocks;
-    } else {
-      c.method = Method::kZerothOrder;
-    }
-    return c;
-  };
 }
 
 // z of one seed over `like`, as the server's replay regenerates it.
@@ -178,16 +116,16 @@ class FederationTest : public ::testing::Test {
 
   void Build(const protocols::RunConfig& config, const std::string& run_id = "") {
     config_ = config;
-    auto replay = coordinator::SeedPoolReplay::FromConfig(config_, Global());
+    auto replay = coordinator::SeedPoolReplay::FromConfig(config_, TwoBlockLoraState());
     ASSERT_TRUE(replay.ok());
     replay_ = *std::move(replay);
     coordinator::RoundEngineOptions o;
     o.run_id = run_id;
-    o.method_rule = PinnedMethods();
+    o.method_rule = coordinator::PinnedMethods();
     o.selection_wait_ms = 2'000;
     o.secagg_phase_ms = 30'000;
     o.poll_interval_ms = 500;
-    auto engine = RoundEngine::Create(config_, *store_, clock_, Global(), Dims(), replay_.get(), o);
+    auto engine = RoundEngine::Create(config_, *store_, clock_, TwoBlockLoraState(), TwoBlockDims(), replay_.get(), o);
     ASSERT_TRUE(engine.ok()) << engine.status();
     engine_ = *std::move(engine);
   }
@@ -331,7 +269,7 @@ TEST_F(FederationTest, MixedMethodsPlaintextCommitExactlyTheAggregate) {
   AddDevices(ids);
   RunUntil([&] { return engine_->finished(); });
   ASSERT_TRUE(engine_->finished());
-  TensorMap before = Global();
+  TensorMap before = TwoBlockLoraState();
   for (int64_t round = 1; round <= 3; ++round) {
     EXPECT_EQ(Statuses(round), std::vector<ParticipantStatus>(4, ParticipantStatus::kUploaded)) << round;
     const TensorMap expected = Predict(round, before);
@@ -348,7 +286,7 @@ TEST_F(FederationTest, MixedMethodsPlaintextCommitExactlyTheAggregate) {
   });
   // The clients' loss falls round over round.
   const RecordingTrainer& t = *device("lora4-b").trainer;
-  EXPECT_LT(t.Loss(before), 0.8 * t.Loss(Global()));
+  EXPECT_LT(t.Loss(before), 0.8 * t.Loss(TwoBlockLoraState()));
   for (auto& d : devices_) EXPECT_TRUE(d->runtime->stopped()) << d->id;
   EXPECT_EQ(device("zo-d").trainer->by_round.at(2).kind, protocols::UpdateKind::kSeedScalars);
   EXPECT_EQ(engine_->History().size(), 3u);
@@ -361,7 +299,7 @@ TEST_F(FederationTest, MixedMethodsWithSecAggCommitTheAggregateUpToFixedPoint) {
   AddDevices(ids);
   RunUntil([&] { return engine_->finished(); });
   ASSERT_TRUE(engine_->finished());
-  TensorMap before = Global();
+  TensorMap before = TwoBlockLoraState();
   for (int64_t round = 1; round <= 3; ++round) {
     EXPECT_EQ(Statuses(round), std::vector<ParticipantStatus>(5, ParticipantStatus::kUploaded)) << round;
     const TensorMap expected = Predict(round, before);
@@ -390,7 +328,7 @@ TEST_F(FederationTest, SecAggOnAndOffGiveTheSameAggregate) {
     finals.push_back(StateOf(3));
   }
   EXPECT_LT(MaxDiff(finals[0], finals[1]), 2e-4);
-  EXPECT_GT(MaxDiff(Global(), finals[1]), 1e-2);
+  EXPECT_GT(MaxDiff(TwoBlockLoraState(), finals[1]), 1e-2);
 }
 
 TEST_F(FederationTest, SecAggRecoversWhenAClientDropsAfterItsMaskedInput) {
@@ -404,7 +342,7 @@ TEST_F(FederationTest, SecAggRecoversWhenAClientDropsAfterItsMaskedInput) {
   ASSERT_TRUE(engine_->finished());
   // Its masked input was summed: it counts, though it never unmasked.
   EXPECT_EQ(Statuses(1), std::vector<ParticipantStatus>(4, ParticipantStatus::kUploaded));
-  EXPECT_LT(MaxDiff(Predict(1, Global()), StateOf(1)), 1e-4);
+  EXPECT_LT(MaxDiff(Predict(1, TwoBlockLoraState()), StateOf(1)), 1e-4);
 }
 
 TEST_F(FederationTest, SecAggRecoversWhenAClientDropsAfterSharingKeys) {
@@ -424,8 +362,8 @@ TEST_F(FederationTest, SecAggRecoversWhenAClientDropsAfterSharingKeys) {
   }
   // Its pairwise masks were removed through its neighbours' shares; the sum
   // is exactly the other three clients'.
-  EXPECT_LT(MaxDiff(Predict(1, Global()), StateOf(1)), 1e-4);
-  EXPECT_GT(MaxDiff(Global(), StateOf(1)), 1e-2);
+  EXPECT_LT(MaxDiff(Predict(1, TwoBlockLoraState()), StateOf(1)), 1e-4);
+  EXPECT_GT(MaxDiff(TwoBlockLoraState(), StateOf(1)), 1e-2);
 }
 
 TEST_F(FederationTest, SecAggClientsClipForCentralDp) {
@@ -444,13 +382,13 @@ TEST_F(FederationTest, SecAggClientsClipForCentralDp) {
   RunUntil([&] { return engine_->finished(); });
   ASSERT_TRUE(engine_->finished());
   EXPECT_EQ(Statuses(1), std::vector<ParticipantStatus>(5, ParticipantStatus::kUploaded));
-  const TensorMap expected = Predict(1, Global());
+  const TensorMap expected = Predict(1, TwoBlockLoraState());
   EXPECT_LT(MaxDiff(expected, StateOf(1)), 1e-4);
   // Clipping mattered: without it the move would be larger.
   protocols::RunConfig plain = c;
   plain.dp.enabled = false;
   config_ = plain;
-  EXPECT_GT(MaxDiff(Predict(1, Global()), expected), 1e-3);
+  EXPECT_GT(MaxDiff(Predict(1, TwoBlockLoraState()), expected), 1e-3);
 }
 
 TEST_F(FederationTest, ClientsOnTheirOwnThreads) {
@@ -488,7 +426,7 @@ TEST_F(FederationTest, ClientsOnTheirOwnThreads) {
     for (std::thread& t : threads) t.join();
     for (size_t i = 0; i < results.size(); ++i) EXPECT_TRUE(results[i].ok()) << ids[i] << ": " << results[i];
     ASSERT_TRUE(engine_->finished()) << secagg;
-    TensorMap before = Global();
+    TensorMap before = TwoBlockLoraState();
     for (int64_t round = 1; round <= 3; ++round) {
       EXPECT_EQ(Statuses(round), std::vector<ParticipantStatus>(6, ParticipantStatus::kUploaded)) << round;
       const TensorMap got = StateOf(round);
@@ -515,7 +453,7 @@ TEST_F(FederationTest, AStragglerIsDroppedAtTheDeadline) {
   ASSERT_TRUE(parts.ok());
   EXPECT_EQ((*parts)[2].client_id, "partial-c");
   EXPECT_EQ((*parts)[2].status, ParticipantStatus::kDropped);
-  EXPECT_EQ(MaxDiff(Predict(1, Global()), StateOf(1)), 0.0);
+  EXPECT_EQ(MaxDiff(Predict(1, TwoBlockLoraState()), StateOf(1)), 0.0);
 }
 
 TEST_F(FederationTest, TheRuntimeRetriesWithBackoffAfterLinkFailures) {

@@ -23,6 +23,7 @@
 #include "coordinator/grpc_server.h"
 #include "coordinator/round_engine.h"
 #include "coordinator/sqlite_store.h"
+#include "coordinator/testing/engine_fixture.h"
 #include "gtest/gtest.h"
 #include "protocols/config/config.h"
 #include "protocols/fedfm.grpc.pb.h"
@@ -40,60 +41,19 @@ using protocols::TensorMap;
 // Two blocks with a rank-4 LoRA pair each and a head; 1,030 floats, so an
 // update spans several 1 KiB chunks.
 //   layers.i.q_proj.lora_A: [r=4, in=64]   layers.i.q_proj.lora_B: [out=64, r=4]
-TensorMap Global() {
-  std::mt19937 rng(5);
-  std::uniform_real_distribution<float> u(-0.5f, 0.5f);
-  TensorMap g;
-  auto add = [&](const std::string& name, protocols::Shape shape) {
-    std::vector<float> v(protocols::NumElements(shape));
-    for (float& x : v) x = u(rng);
-    g.Set(name, Tensor::FromFloats(shape, v));
-  };
-  for (int i = 0; i < 2; ++i) {
-    add("layers." + std::to_string(i) + ".q_proj.lora_A", {4, 64});
-    add("layers." + std::to_string(i) + ".q_proj.lora_B", {64, 4});
-  }
-  add("head.weight", {6});
-  return g;
-}
+TensorMap Global() { return coordinator::TwoBlockLoraState(/*in=*/64, /*out=*/64, /*head=*/6); }
 
 protocols::ModelDims Dims() {
-  protocols::ModelDims d;
-  d.num_params = 5000;
-  d.num_layers = 2;
-  d.dim = 64;
-  d.hidden_dim = 128;
-  d.num_heads = 4;
-  d.num_kv_heads = 4;
-  d.vocab_size = 32;
-  return d;
+  return coordinator::TwoBlockDims(/*num_params=*/5000, /*dim=*/64, /*hidden_dim=*/128, /*num_heads=*/4);
 }
 
 protocols::RunConfig Config(int clients, int min_clients, bool secagg) {
-  protocols::RunConfig c;
-  c.run.seed = 77;
-  c.run.rounds = 3;
-  c.rounds.clients_per_round = clients;
+  protocols::RunConfig c = coordinator::SmallRunConfig(/*seed=*/77, clients);
   c.rounds.min_clients = min_clients;
   c.rounds.deadline_s = 60;
-  c.rounds.eval_every = 0;
-  c.lora.rank = 4;
-  c.train.local_steps = 2;
-  c.train.batch_size = 4;
   c.train.learning_rate = 0.2;
-  c.zeroth_order.seed_pool = 0;
   c.secagg.enabled = secagg;
   return c;
-}
-
-coordinator::MethodRule AllLora() {
-  return [](const std::string&, const protocols::DeviceProfile&, const protocols::RunConfig&,
-            const coordinator::WorkloadShape&) -> absl::StatusOr<coordinator::MethodChoice> {
-    coordinator::MethodChoice c;
-    c.method = protocols::Method::kLora;
-    c.lora_rank = 4;
-    return c;
-  };
 }
 
 // A link that forwards to another until its device "dies" (after a
@@ -186,7 +146,7 @@ class GrpcFederationTest : public ::testing::Test {
              TensorMap initial = Global()) {
     config_ = config;
     coordinator::RoundEngineOptions o;
-    o.method_rule = AllLora();
+    o.method_rule = coordinator::AllLora();
     o.poll_interval_ms = 50;
     o.selection_wait_ms = 300;
     o.secagg_phase_ms = secagg_phase_ms_;
