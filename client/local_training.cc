@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "client/internal/model_options.h"
 #include "client/lora_trainer.h"
 #include "client/partial_trainer.h"
 #include "client/zeroth_order_trainer.h"
@@ -43,28 +44,6 @@ absl::StatusOr<model::ModelOptions> ModelOptionsOf(const protocols::ModelOptions
       return absl::FailedPreconditionError("model.device = \"cuda\", but this LibTorch build or machine has no CUDA");
     }
     o.device = torch::Device(torch::kCUDA, 0);
-  }
-  return o;
-}
-
-absl::StatusOr<model::ModelOptions> ModelOptionsOf(const std::string& dtype, const std::string& device) {
-  model::ModelOptions o;
-  if (dtype == "bf16") {
-    o.dtype = torch::kBFloat16;
-  } else if (dtype != "f32") {
-    return absl::InvalidArgumentError(absl::StrCat("dtype must be f32 or bf16, got \"", dtype, "\""));
-  }
-  if (device == "cpu") return o;
-  if (device.rfind("cuda", 0) != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("device must be cpu or cuda[:N], got \"", device, "\""));
-  }
-  if (!torch::cuda::is_available()) {
-    return absl::FailedPreconditionError(absl::StrCat("device \"", device, "\": no CUDA device"));
-  }
-  try {
-    o.device = torch::Device(device);
-  } catch (const c10::Error&) {
-    return absl::InvalidArgumentError(absl::StrCat("bad device \"", device, "\""));
   }
   return o;
 }
@@ -342,7 +321,7 @@ absl::StatusOr<BenchTrainResult> BenchTrainImpl(const BenchTrainRequest& request
   lora_options.alpha = 2.0 * request.rank;
   lora_options.targets = request.targets;
   FEDFM_ASSIGN_OR_RETURN(peft::LoraSpec spec, peft::LoraSpecFromOptions(lora_options));
-  FEDFM_ASSIGN_OR_RETURN(model::ModelOptions model_options, ModelOptionsOf(request.dtype, request.device));
+  FEDFM_ASSIGN_OR_RETURN(model::ModelOptions model_options, internal::ParseModelOptions(request.dtype, request.device));
   FEDFM_ASSIGN_OR_RETURN(std::shared_ptr<const model::Model> model, model::LoadModel(request.model, model_options));
   const model::ModelConfig& mc = model->config();
   if (request.seq_len > mc.max_seq_len) {

@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "client/internal/model_options.h"
 #include "client/internal/torch_compat.h"
 #include "client/zeroth_order_trainer.h"
 #include "model/dataset_rng.h"
@@ -71,28 +72,6 @@ std::vector<NamedConfig> NamedConfigs() {
     out.push_back({three ? "llama-3.2-3b" : "llama-3.2-1b", llama});
   }
   return out;
-}
-
-absl::StatusOr<model::ModelOptions> TargetOptions(const std::string& dtype, const std::string& device) {
-  model::ModelOptions o;
-  if (dtype == "bf16") {
-    o.dtype = torch::kBFloat16;
-  } else if (dtype != "f32") {
-    return absl::InvalidArgumentError(absl::StrCat("dtype must be f32 or bf16, got \"", dtype, "\""));
-  }
-  if (device == "cpu") return o;
-  if (device.rfind("cuda", 0) != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("device must be cpu or cuda[:N], got \"", device, "\""));
-  }
-  if (!torch::cuda::is_available()) {
-    return absl::FailedPreconditionError(absl::StrCat("device \"", device, "\": no CUDA device"));
-  }
-  try {
-    o.device = torch::Device(device);
-  } catch (const c10::Error&) {
-    return absl::InvalidArgumentError(absl::StrCat("bad device \"", device, "\""));
-  }
-  return o;
 }
 
 void Synchronize(const torch::Device& device) {
@@ -155,7 +134,7 @@ absl::StatusOr<ZoBenchResult> BenchImpl(const ZoBenchRequest& request) {
   if (request.batch < 1 || request.seq_len < 2 || request.steps < 1 || request.warmup < 0 || request.seed_pool < 0) {
     return absl::InvalidArgumentError("bench zo needs batch >= 1, seq_len >= 2, steps >= 1, warmup >= 0, seed_pool >= 0");
   }
-  FEDFM_ASSIGN_OR_RETURN(model::ModelOptions model_options, TargetOptions(request.dtype, request.device));
+  FEDFM_ASSIGN_OR_RETURN(model::ModelOptions model_options, internal::ParseModelOptions(request.dtype, request.device));
   ZoBenchResult result;
   std::shared_ptr<const model::Model> model;
   if (!request.random_config.empty()) {
