@@ -59,7 +59,7 @@ fuzz() {
       -DFEDFM_FUZZ=ON -DFEDFM_TESTS=OFF -DFEDFM_BENCH=OFF -DFEDFM_SANITIZE=ON
   fi
   cmake --build "$dir" -j "$JOBS" --target fuzz_all
-  for target in fuzz_safetensors fuzz_config fuzz_tensor_codec; do
+  for target in fuzz_safetensors fuzz_config fuzz_tensor_codec fuzz_secagg_messages; do
     log "fuzzing $target for ${FUZZ_SECONDS}s"
     local corpus="$dir/corpus/$target"
     mkdir -p "$corpus"

@@ -1,6 +1,8 @@
 // fedfm: one binary, one subcommand per job. Thin: parse flags, run the
 // chosen subcommand's action, map the outcome to an exit code.
 #include <CLI/CLI.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
 
 #include <cstdio>
 #include <exception>
@@ -13,6 +15,8 @@
 
 int main(int argc, char** argv) {
   using namespace fedfm::cli;
+  // Logs go to stderr: stdout carries what commands print (JSON, tokens, tables).
+  spdlog::set_default_logger(spdlog::stderr_color_mt("fedfm"));
   CLI::App app{"fedfm: federated fine-tuning of foundation models with secure aggregation"};
   app.set_version_flag("--version", std::string(kVersionString));
   app.require_subcommand(1);
@@ -52,6 +56,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "fedfm: nothing to do (see --help)\n");
     return kExitUsage;
   }
+  if (flags.verbose) spdlog::set_level(spdlog::level::debug);
   fedfm::model::SetTorchThreads(flags.threads);
   fedfm::model::RetainFreedHostMemory();
   try {

@@ -61,6 +61,13 @@ absl::Status WriteFileAtomic(const std::filesystem::path& path, std::span<const 
     ::unlink(tmp.c_str());
     return status;
   }
+  // The rename is durable once the directory entry is: fsync the directory.
+  const std::filesystem::path dir = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
+  const int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir_fd < 0) return ErrnoError("cannot open the directory of", path);
+  const bool synced = ::fsync(dir_fd) == 0;
+  ::close(dir_fd);
+  if (!synced) return ErrnoError("cannot flush the directory of", path);
   return absl::OkStatus();
 }
 

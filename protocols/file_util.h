@@ -16,8 +16,9 @@ namespace fedfm::protocols {
 
 absl::StatusOr<std::string> ReadFileToString(const std::filesystem::path& path);
 
-// Writes `contents` to a temporary file beside `path`, fsyncs it and renames
-// it over `path`, so readers see either the old or the new file, never half.
+// Writes `contents` to a temporary file beside `path`, fsyncs it, renames it
+// over `path` and fsyncs the directory, so readers see either the old or the
+// new file, never half, and the new one survives a crash once this returns.
 absl::Status WriteFileAtomic(const std::filesystem::path& path, std::span<const std::byte> contents);
 absl::Status WriteFileAtomic(const std::filesystem::path& path, std::string_view contents);
 
