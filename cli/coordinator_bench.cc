@@ -9,7 +9,8 @@
 // Processes: the coordinator runs in a child process (forked before any
 // gRPC use), so its peak RSS is its own; the clients run in the parent on a
 // pool of driver threads, each client on its own TCP connection with its own
-// identity (HMAC-authenticated requests over server-authenticated TLS).
+// identity (mutual TLS with a client certificate each, as enrolled devices
+// run; --hmac: HMAC-signed requests over server-authenticated TLS).
 //
 // Lightweight clients: every client uploads the same FakeTrainer update
 // (made once per round from the state the first client downloads) under its
@@ -74,6 +75,7 @@ struct BenchFlags {
   int client_threads = 64;
   int max_active_uploads = 8;
   bool insecure = false;
+  bool hmac = false;
   bool memory_store = false;
   uint64_t seed = 1;
 };
@@ -352,7 +354,18 @@ int RunCoordinatorBench(const BenchFlags& f) {
       for (size_t i = 0; i + 1 < hex.size(); i += 2) secret.push_back(static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16)));
       client::GrpcLinkOptions o;
       o.target = target;
-      if (creds.has_value()) o.ca_pem = creds->ca.certificate_pem;
+      if (creds.has_value()) {
+        o.ca_pem = creds->ca.certificate_pem;
+        if (!f.hmac) {
+          // Mutual TLS, as enrolled devices run: a certificate naming the
+          // client, signed by the coordinator's CA; requests go unsigned.
+          auto csr = protocols::tls::CreateKeyAndCsr(c.id);
+          if (!csr.ok()) return Fail(kCmd, csr.status());
+          auto cert = protocols::tls::SignClientCertificate(creds->ca, csr->csr_pem, c.id, /*valid_days=*/1);
+          if (!cert.ok()) return Fail(kCmd, cert.status());
+          o.certificate = client::ClientCertificate{csr->key_pem, *cert};
+        }
+      }
       o.chunk_bytes = *chunk_bytes;
       o.call_timeout_ms = 600'000;
       auto link = client::GrpcLink::Create(o);
@@ -524,7 +537,9 @@ int RunCoordinatorBench(const BenchFlags& f) {
   out["chunk_bytes"] = *chunk_bytes;
   out["client_threads"] = f.client_threads;
   out["max_active_uploads"] = f.max_active_uploads;
-  out["transport"] = f.insecure ? "plaintext, HMAC-signed requests" : "TLS, HMAC-signed requests";
+  out["transport"] = f.insecure ? "plaintext, HMAC-signed requests"
+                     : f.hmac   ? "TLS, HMAC-signed requests"
+                                : "mutual TLS (client certificates), unsigned requests";
   out["store"] = f.memory_store ? "sqlite in memory" : "sqlite file (fsync per message)";
   out["round_seconds_max"] = round_seconds;
   out["bench_seconds"] = bench_seconds;
@@ -569,6 +584,9 @@ void RegisterCoordinatorBench(CLI::App& bench, Action& action, const GlobalFlags
   sub->add_option("--client-threads", f->client_threads, "Driver threads of the clients (uploads in flight)")
       ->check(CLI::Range(1, 4096))
       ->capture_default_str();
+  sub->add_flag("--hmac", f->hmac,
+                "Clients authenticate each request with an HMAC over server-authenticated TLS (default: mutual TLS "
+                "with a client certificate each, as enrolled devices run)");
   sub->add_option("--max-active-uploads", f->max_active_uploads, "Uploads the coordinator decodes at once")
       ->check(CLI::Range(1, 4096))
       ->capture_default_str();

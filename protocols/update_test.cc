@@ -2,6 +2,7 @@
 
 #include <limits>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 
 namespace fedfm::protocols {
@@ -54,6 +55,30 @@ TEST(ValidateDenseUpdateTest, AcceptsCoveredValuesAndRejectsTheRest) {
   Update empty = u;
   empty.num_examples = 0;
   EXPECT_FALSE(ValidateDenseUpdate(empty, global).ok());
+}
+
+TEST(ValidateDenseUpdateTest, FullCoverageFindsEachNonFiniteValue) {
+  TensorMap global = Global();
+  Update u{.client_id = "c1", .num_examples = 3};
+  Tensor b = Tensor::Zeros(DType::kF32, {2, 4});
+  for (int i = 0; i < 8; ++i) b.mutable_floats()[i] = 0.25f * static_cast<float>(i) - 1.0f;
+  ASSERT_TRUE(u.delta.Insert("b", b).ok());
+  u.coverage.tensors.push_back({"b", -1, 0});
+  EXPECT_TRUE(ValidateDenseUpdate(u, global).ok());
+  for (float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+                    -std::numeric_limits<float>::infinity()}) {
+    for (int at : {0, 5, 7}) {
+      Update v = u;
+      v.delta.FindMutable("b")->mutable_floats()[at] = bad;
+      const absl::Status s = ValidateDenseUpdate(v, global);
+      EXPECT_NE(s.message().find(absl::StrCat("non-finite value at element ", at)), std::string_view::npos) << s;
+    }
+  }
+  // The largest finite value and subnormals are fine.
+  Update edge = u;
+  edge.delta.FindMutable("b")->mutable_floats()[2] = std::numeric_limits<float>::max();
+  edge.delta.FindMutable("b")->mutable_floats()[3] = std::numeric_limits<float>::denorm_min();
+  EXPECT_TRUE(ValidateDenseUpdate(edge, global).ok());
 }
 
 }  // namespace
