@@ -17,17 +17,6 @@
 namespace fedfm::model {
 namespace {
 
-void CheckShapes(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
-  TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, "attention expects 4-d q, k, v; got ", q.sizes(), " ",
-              k.sizes(), " ", v.sizes());
-  TORCH_CHECK(k.sizes() == v.sizes(), "attention: k ", k.sizes(), " and v ", v.sizes(), " differ");
-  TORCH_CHECK(q.size(0) == k.size(0) && q.size(3) == k.size(3), "attention: q ", q.sizes(), " and k ", k.sizes(),
-              " disagree on batch or head dim");
-  TORCH_CHECK(q.size(1) % k.size(1) == 0, "attention: ", q.size(1), " query heads are not a multiple of ", k.size(1),
-              " key/value heads");
-  TORCH_CHECK(k.size(2) >= q.size(2), "attention: ", k.size(2), " keys for ", q.size(2), " queries");
-}
-
 // [B, KV, Tk, hd] -> [B, H, Tk, hd], head h reading kv head h / group.
 torch::Tensor RepeatKv(const torch::Tensor& x, int64_t heads) {
   const int64_t kv_heads = x.size(1);
@@ -44,8 +33,19 @@ torch::Tensor FutureMask(int64_t tq, int64_t tk, const torch::Device& device) {
 
 }  // namespace
 
+void CheckAttentionShapes(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
+  TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, "attention expects 4-d q, k, v; got ", q.sizes(), " ",
+              k.sizes(), " ", v.sizes());
+  TORCH_CHECK(k.sizes() == v.sizes(), "attention: k ", k.sizes(), " and v ", v.sizes(), " differ");
+  TORCH_CHECK(q.size(0) == k.size(0) && q.size(3) == k.size(3), "attention: q ", q.sizes(), " and k ", k.sizes(),
+              " disagree on batch or head dim");
+  TORCH_CHECK(q.size(1) % k.size(1) == 0, "attention: ", q.size(1), " query heads are not a multiple of ", k.size(1),
+              " key/value heads");
+  TORCH_CHECK(k.size(2) >= q.size(2), "attention: ", k.size(2), " keys for ", q.size(2), " queries");
+}
+
 torch::Tensor CausalAttentionReference(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
-  CheckShapes(q, k, v);
+  CheckAttentionShapes(q, k, v);
   const int64_t b = q.size(0), heads = q.size(1), tq = q.size(2), hd = q.size(3);
   const int64_t kv_heads = k.size(1), tk = k.size(2), group = heads / kv_heads;
   const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
@@ -76,7 +76,7 @@ bool FusedAttentionAvailable() { return FEDFM_HAS_FUSED_ATTENTION != 0; }
 
 torch::Tensor CausalAttentionFused(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
 #if FEDFM_HAS_FUSED_ATTENTION
-  CheckShapes(q, k, v);
+  CheckAttentionShapes(q, k, v);
   const int64_t heads = q.size(1), tq = q.size(2), tk = k.size(2);
   torch::Tensor kr = RepeatKv(k, heads);
   torch::Tensor vr = RepeatKv(v, heads);

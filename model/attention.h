@@ -27,6 +27,10 @@ torch::Tensor CausalAttention(const torch::Tensor& q, const torch::Tensor& k, co
 // Plain matmul / mask / softmax / matmul.
 torch::Tensor CausalAttentionReference(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v);
 
+// Throws c10::Error naming the shapes unless q [B, H, Tq, hd], k and v
+// [B, Hkv, Tk, hd] fit causal attention (H a multiple of Hkv, Tk >= Tq).
+void CheckAttentionShapes(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v);
+
 // True when CausalAttentionCpu takes these inputs: float32, all on the CPU.
 bool CpuAttentionSupports(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v);
 // Fused CPU kernels (attention_cpu.cc), forward and backward, parallel over

@@ -383,14 +383,7 @@ bool CpuAttentionSupports(const torch::Tensor& q, const torch::Tensor& k, const 
 }
 
 torch::Tensor CausalAttentionCpu(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
-  TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, "attention expects 4-d q, k, v; got ", q.sizes(), " ",
-              k.sizes(), " ", v.sizes());
-  TORCH_CHECK(k.sizes() == v.sizes(), "attention: k ", k.sizes(), " and v ", v.sizes(), " differ");
-  TORCH_CHECK(q.size(0) == k.size(0) && q.size(3) == k.size(3), "attention: q ", q.sizes(), " and k ", k.sizes(),
-              " disagree on batch or head dim");
-  TORCH_CHECK(q.size(1) % k.size(1) == 0, "attention: ", q.size(1), " query heads are not a multiple of ", k.size(1),
-              " key/value heads");
-  TORCH_CHECK(k.size(2) >= q.size(2), "attention: ", k.size(2), " keys for ", q.size(2), " queries");
+  CheckAttentionShapes(q, k, v);
   TORCH_CHECK(CpuAttentionSupports(q, k, v), "CausalAttentionCpu: needs float32 CPU tensors, got ",
               q.scalar_type(), " on ", q.device());
   return CausalAttentionCpuFunction::apply(q, k, v);
