@@ -77,9 +77,7 @@ std::atomic<bool> g_stop{false};
 extern "C" void OnClientStopSignal(int) { g_stop.store(true); }
 
 absl::Status WritePrivate(const fs::path& path, const std::string& contents) {
-  FEDFM_RETURN_IF_ERROR(protocols::WriteFileAtomic(path, contents));
-  ::chmod(path.c_str(), 0600);
-  return absl::OkStatus();
+  return protocols::WriteFileAtomic(path, contents, 0600);
 }
 
 // --- Identity -------------------------------------------------------------------

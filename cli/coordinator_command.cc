@@ -76,11 +76,7 @@ absl::Status EnsurePrivateDir(const fs::path& dir) {
 }
 
 absl::Status WritePrivateFile(const fs::path& path, const std::string& contents) {
-  FEDFM_RETURN_IF_ERROR(protocols::WriteFileAtomic(path, contents));
-  if (::chmod(path.c_str(), 0600) != 0) {
-    return absl::InternalError(absl::StrCat("cannot make ", path.string(), " private"));
-  }
-  return absl::OkStatus();
+  return protocols::WriteFileAtomic(path, contents, 0600);
 }
 
 std::string Trim(std::string s) {

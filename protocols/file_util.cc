@@ -32,10 +32,10 @@ absl::StatusOr<std::string> ReadFileToString(const std::filesystem::path& path) 
   return std::move(out).str();
 }
 
-absl::Status WriteFileAtomic(const std::filesystem::path& path, std::span<const std::byte> contents) {
+absl::Status WriteFileAtomic(const std::filesystem::path& path, std::span<const std::byte> contents, int mode) {
   std::filesystem::path tmp = path;
   tmp += absl::StrCat(".tmp.", ::getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, static_cast<mode_t>(mode));
   if (fd < 0) return ErrnoError("cannot create", tmp);
   const std::byte* p = contents.data();
   size_t left = contents.size();
@@ -71,8 +71,8 @@ absl::Status WriteFileAtomic(const std::filesystem::path& path, std::span<const 
   return absl::OkStatus();
 }
 
-absl::Status WriteFileAtomic(const std::filesystem::path& path, std::string_view contents) {
-  return WriteFileAtomic(path, std::as_bytes(std::span(contents.data(), contents.size())));
+absl::Status WriteFileAtomic(const std::filesystem::path& path, std::string_view contents, int mode) {
+  return WriteFileAtomic(path, std::as_bytes(std::span(contents.data(), contents.size())), mode);
 }
 
 absl::StatusOr<std::shared_ptr<const MappedFile>> MappedFile::Open(const std::filesystem::path& path) {

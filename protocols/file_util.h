@@ -19,8 +19,11 @@ absl::StatusOr<std::string> ReadFileToString(const std::filesystem::path& path);
 // Writes `contents` to a temporary file beside `path`, fsyncs it, renames it
 // over `path` and fsyncs the directory, so readers see either the old or the
 // new file, never half, and the new one survives a crash once this returns.
-absl::Status WriteFileAtomic(const std::filesystem::path& path, std::span<const std::byte> contents);
-absl::Status WriteFileAtomic(const std::filesystem::path& path, std::string_view contents);
+// `mode` is the new file's permission bits (before the umask): 0600 for
+// secrets, which are then never readable by others, not even briefly.
+absl::Status WriteFileAtomic(const std::filesystem::path& path, std::span<const std::byte> contents,
+                             int mode = 0644);
+absl::Status WriteFileAtomic(const std::filesystem::path& path, std::string_view contents, int mode = 0644);
 
 // A read-only memory mapping of a whole file; unmapped when the last
 // reference goes away.
