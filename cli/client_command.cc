@@ -182,8 +182,6 @@ class DeviceTrainer final : public client::Trainer {
     return trainer->Evaluate(task, state, data_);
   }
 
-  client::Dataset& data() { return data_; }
-
  private:
   absl::StatusOr<client::Trainer*> TrainerFor(Method method) {
     if (method == Method::kAuto) method = Method::kLora;

@@ -17,7 +17,6 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -268,9 +267,7 @@ int RunCoordinator(const CoordinatorFlags& f) {
     ca_path = (dir / "tls" / "ca.pem").string();
   }
   if (!ca_path.empty()) {
-    absl::StatusOr<std::string> ca_pem = protocols::ReadFileToString(ca_path);
-    absl::StatusOr<std::string> fingerprint =
-        ca_pem.ok() ? protocols::tls::CertificateFingerprint(*ca_pem) : ca_pem.status();
+    absl::StatusOr<std::string> fingerprint = protocols::tls::CertificateFingerprint(server_options.tls->client_ca_pem);
     if (!fingerprint.ok()) return Fail(kCmd, fingerprint.status());
     spdlog::info("clients verify this coordinator with the CA {} (SHA-256 fingerprint {}): fedfm client --ca {}",
                  ca_path, *fingerprint, ca_path);
@@ -349,10 +346,9 @@ int RunCoordinator(const CoordinatorFlags& f) {
   while (g_signal.load() == 0) {
     absl::Status tick = e.Tick();
     if (!tick.ok()) spdlog::warn("round engine: {}", std::string(tick.message()));
+    const coordinator::RoundEngineStatus status = e.Status();
     std::vector<coordinator::RoundSummary> history = e.History();
-    const int64_t total = e.Status().total_rounds;
-    for (; logged < history.size(); ++logged) LogRound(history[logged], total);
-    coordinator::RoundEngineStatus status = e.Status();
+    for (; logged < history.size(); ++logged) LogRound(history[logged], status.total_rounds);
     if (status.last_failure != last_failure && !status.last_failure.empty()) {
       spdlog::warn("round {} failed: {}", status.round, status.last_failure);
     }

@@ -280,12 +280,7 @@ class GrpcLink::Impl {
     std::optional<secagg::HmacSha256Stream> mac;
     if (signs()) {
       mac.emplace(AsSpan(secret_));
-      v1::UploadHeader unsigned_header = header;
-      unsigned_header.clear_mac();
-      mac->Update(AsSpan(MethodName("UploadUpdate#data")));
-      const uint8_t zero = 0;
-      mac->Update(secagg::ByteSpan(&zero, 1));
-      mac->Update(AsSpan(wire::DeterministicBytes(unsigned_header)));
+      mac->Update(AsSpan(wire::SigningBytes(MethodName("UploadUpdate#data"), header)));
     }
     grpc::ClientContext context;
     SetDeadline(context, data.size());

@@ -13,6 +13,7 @@
 #include "aggregation/secagg/crypto.h"
 #include "aggregation/secagg/fixed_point.h"
 #include "aggregation/secagg/round_config.h"
+#include "model/dataset_rng.h"
 #include "protocols/status_macros.h"
 #include "protocols/tensor_codec.h"
 
@@ -37,13 +38,6 @@ class SystemEnv final : public ClientEnv {
     if (ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(ms));
   }
 };
-
-uint64_t SplitMix64(uint64_t& state) {
-  uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
 
 // Where the runtime is in its loop.
 enum class State {
@@ -197,7 +191,7 @@ absl::StatusOr<StepResult> ClientRuntime::Impl::LinkFailure(const absl::Status& 
                  std::pow(std::max(1.0, options_.backoff_multiplier), failures_ - 1);
   delay = std::min(delay, static_cast<double>(options_.backoff_max_ms));
   const double jitter = std::clamp(options_.backoff_jitter, 0.0, 1.0);
-  const double u = static_cast<double>(SplitMix64(jitter_state_) >> 11) * 0x1.0p-53;  // [0, 1)
+  const double u = static_cast<double>(model::SplitMix64(jitter_state_) >> 11) * 0x1.0p-53;  // [0, 1)
   const auto ms = static_cast<int64_t>(delay * (1.0 - jitter * u));
   stats_.backoff_ms_total += ms;
   return StepResult{StepEvent::kLinkFailure, ms, std::string(status.message())};
@@ -227,7 +221,7 @@ absl::Status ClientRuntime::Impl::ApplyDp(Update& update, bool secure) {
   if (!dp.enabled) return absl::OkStatus();
   if (dp.mode == "distributed") {
     uint64_t s = dp_seed_ ^ (static_cast<uint64_t>(poll_.task.round) * 0x9E3779B97F4A7C15ull);
-    const uint64_t seed = SplitMix64(s);
+    const uint64_t seed = model::SplitMix64(s);
     return aggregation::ClipAndAddDistributedNoise(update, dp, std::max(1, poll_.task.dp_noise_clients), seed)
         .status();
   }

@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "aggregation/secagg/crypto.h"
 #include "aggregation/secagg/messages.h"
+#include "coordinator/ids.h"
 #include "protocols/status_macros.h"
 #include "protocols/tensor_codec.h"
 #include "protocols/wire.h"
@@ -128,7 +129,7 @@ class CoordinatorService::UploadReactor final : public grpc::ServerReadReactor<v
                                                          " bytes its header announced"));
         }
         received_ += data.size();
-        mac_->Update(AsSpan(data));
+        if (mac_.has_value()) mac_->Update(AsSpan(data));
         if (kind_ == v1::UPDATE_KIND_MASKED) {
           masked_bytes_.insert(masked_bytes_.end(), data.begin(), data.end());
           return absl::OkStatus();
@@ -146,8 +147,9 @@ class CoordinatorService::UploadReactor final : public grpc::ServerReadReactor<v
           return absl::InvalidArgumentError(absl::StrCat("upload from client \"", client_, "\" ended after ",
                                                          received_, " of the ", total_, " bytes announced"));
         }
-        const secagg::Key mac = mac_->Finish();
-        if ((by_mac_ || !chunk_.mac().empty()) && !secagg::ConstantTimeEquals(mac, AsSpan(chunk_.mac()))) {
+        // A client authenticated by its certificate is not hashed: TLS
+        // already authenticates and protects every byte it sends.
+        if (mac_.has_value() && !secagg::ConstantTimeEquals(mac_->Finish(), AsSpan(chunk_.mac()))) {
           return absl::UnauthenticatedError(absl::StrCat("bad MAC over the upload of client \"", client_,
                                                          "\" (wrong secret, or the data was altered)"));
         }
@@ -164,7 +166,6 @@ class CoordinatorService::UploadReactor final : public grpc::ServerReadReactor<v
     client_ = header.binding().client_id();
     bool by_certificate = false;
     FEDFM_RETURN_IF_ERROR(service_->Authenticate(context_, "UploadUpdate", client_, header, &by_certificate));
-    by_mac_ = !by_certificate;
     FEDFM_ASSIGN_OR_RETURN(binding_, wire::FromProto(header.binding()));
     total_ = header.total_bytes();
     const int64_t max = service_->options_.max_update_bytes;
@@ -197,14 +198,11 @@ class CoordinatorService::UploadReactor final : public grpc::ServerReadReactor<v
         return absl::InvalidArgumentError(
             absl::StrCat("upload from client \"", client_, "\" has unknown kind ", static_cast<int>(kind_)));
     }
-    FEDFM_ASSIGN_OR_RETURN(std::string secret, service_->SecretOf(client_));
-    mac_.emplace(AsSpan(secret));
-    v1::UploadHeader unsigned_header = header;
-    unsigned_header.clear_mac();
-    mac_->Update(AsSpan(MethodName("UploadUpdate#data")));
-    const uint8_t zero = 0;
-    mac_->Update(secagg::ByteSpan(&zero, 1));
-    mac_->Update(AsSpan(wire::DeterministicBytes(unsigned_header)));
+    if (!by_certificate) {
+      FEDFM_ASSIGN_OR_RETURN(std::string secret, service_->SecretOf(client_));
+      mac_.emplace(AsSpan(secret));
+      mac_->Update(AsSpan(wire::SigningBytes(MethodName("UploadUpdate#data"), header)));
+    }
     have_header_ = true;
     return absl::OkStatus();
   }
@@ -277,7 +275,6 @@ class CoordinatorService::UploadReactor final : public grpc::ServerReadReactor<v
   v1::UploadChunk chunk_;
   bool have_header_ = false;
   bool complete_ = false;
-  bool by_mac_ = true;
   std::string client_;
   Binding binding_;
   v1::UpdateKind kind_ = v1::UPDATE_KIND_DENSE;
@@ -285,7 +282,7 @@ class CoordinatorService::UploadReactor final : public grpc::ServerReadReactor<v
   uint64_t received_ = 0;
   double decode_seconds_ = 0;
   double engine_seconds_ = 0;
-  std::optional<secagg::HmacSha256Stream> mac_;
+  std::optional<secagg::HmacSha256Stream> mac_;  // MAC-authenticated clients only
   std::optional<protocols::StreamDecoder> decoder_;
   protocols::Update update_;
   protocols::UploadInfo info_;
@@ -508,7 +505,7 @@ absl::Status CoordinatorService::Authenticate(grpc::CallbackServerContext* conte
 
 absl::Status CoordinatorService::CheckAdmin(const v1::AdminAuth& auth) {
   if (options_.admin_token.empty()) return absl::PermissionDeniedError("admin requests are disabled");
-  if (!secagg::ConstantTimeEquals(AsSpan(options_.admin_token), AsSpan(auth.admin_token()))) {
+  if (!ConstantTimeEquals(options_.admin_token, auth.admin_token())) {
     return absl::PermissionDeniedError("bad admin token");
   }
   return absl::OkStatus();

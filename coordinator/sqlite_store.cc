@@ -8,13 +8,9 @@
 // the lock order is files_mu_ before mu_.
 #include "coordinator/sqlite_store.h"
 
-#include <fcntl.h>
 #include <sqlite3.h>
-#include <unistd.h>
 
-#include <cerrno>
 #include <cmath>
-#include <cstring>
 #include <limits>
 #include <map>
 #include <mutex>
@@ -200,24 +196,14 @@ class BlobDir {
   virtual absl::StatusOr<int64_t> RemoveAllBut(const std::set<std::string>& keep) = 0;
 };
 
-absl::Status ErrnoStatus(const std::string& what, const fs::path& path) {
-  return absl::InternalError(absl::StrCat(what, " ", path.string(), ": ", std::strerror(errno)));
-}
-
 class FileBlobDir final : public BlobDir {
  public:
   explicit FileBlobDir(fs::path dir) : dir_(std::move(dir)) {}
 
   absl::Status Write(const std::string& file_name, std::span<const std::byte> bytes) override {
-    FEDFM_RETURN_IF_ERROR(protocols::WriteFileAtomic(dir_ / file_name, bytes));
-    // WriteFileAtomic fsyncs the file; the rename lives in the directory,
-    // which must reach the disk before a database row may point at the file.
-    int fd = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return ErrnoStatus("cannot open model directory", dir_);
-    int rc = ::fsync(fd);
-    ::close(fd);
-    if (rc != 0) return ErrnoStatus("cannot fsync model directory", dir_);
-    return absl::OkStatus();
+    // WriteFileAtomic fsyncs the file and the directory: the file is on disk
+    // before a database row may point at it.
+    return protocols::WriteFileAtomic(dir_ / file_name, bytes);
   }
 
   absl::StatusOr<ModelVersion> Read(const std::string& file_name) override {

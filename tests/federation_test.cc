@@ -356,6 +356,7 @@ TEST_F(FederationTest, SecAggRecoversWhenAClientDropsAfterSharingKeys) {
   ASSERT_TRUE(engine_->finished());
   auto parts = store_->ListParticipants(engine_->run_id(), 1);
   ASSERT_TRUE(parts.ok());
+  ASSERT_EQ(parts->size(), ids.size());
   for (const auto& p : *parts) {
     EXPECT_EQ(p.status, p.client_id == "lora4-c" ? ParticipantStatus::kDropped : ParticipantStatus::kUploaded)
         << p.client_id << ": " << p.reason;

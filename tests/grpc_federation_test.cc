@@ -472,9 +472,11 @@ TEST_F(GrpcFederationTest, RefusalsReachTheClientAndTheRoundGoesOn) {
   // ones recorded with their reasons.
   for (int i = 0; i < 200 && !engine_->finished(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(25));
   ASSERT_TRUE(engine_->finished()) << engine_->Status().last_failure;
+  int uploaded = 0;
   for (const auto& p : Participants(1)) {
     if (p.client_id == ids[2].client_id || p.client_id == ids[3].client_id) {
       EXPECT_EQ(p.status, ParticipantStatus::kUploaded) << p.client_id;
+      ++uploaded;
     } else if (p.client_id == ids[4].client_id) {
       EXPECT_EQ(p.status, ParticipantStatus::kDropped) << p.reason;
     } else {
@@ -482,6 +484,7 @@ TEST_F(GrpcFederationTest, RefusalsReachTheClientAndTheRoundGoesOn) {
       EXPECT_FALSE(p.reason.empty());
     }
   }
+  EXPECT_EQ(uploaded, 2);
   EXPECT_GE(server_->stats().uploads_refused, 6);
 }
 

@@ -45,7 +45,7 @@ TEST(GrpcSupportTest, AdmissionGateAdmitsInOrderAndHonoursWithdrawal) {
   gate.Leave();
   gate.Leave();
   EXPECT_EQ(gate.active(), 0);
-  // Newcomers do not jump a queue.
+  // Emptied, the gate admits a newcomer at once.
   EXPECT_TRUE(gate.Enter(6, [] {}));
 }
 
