@@ -8,7 +8,6 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
-#include "client/internal/model_options.h"
 #include "client/lora_trainer.h"
 #include "client/partial_trainer.h"
 #include "client/zeroth_order_trainer.h"
@@ -35,18 +34,6 @@ using protocols::TensorMap;
 constexpr uint64_t kInitPurpose = 101;
 constexpr uint64_t kTrainerPurpose = 102;
 constexpr uint64_t kSplitPurpose = 103;
-
-absl::StatusOr<model::ModelOptions> ModelOptionsOf(const protocols::ModelOptions& m) {
-  model::ModelOptions o;
-  o.dtype = m.dtype == protocols::ModelDType::kBF16 ? torch::kBFloat16 : torch::kFloat;
-  if (m.device == protocols::DeviceKind::kCuda) {
-    if (!torch::cuda::is_available()) {
-      return absl::FailedPreconditionError("model.device = \"cuda\", but this LibTorch build or machine has no CUDA");
-    }
-    o.device = torch::Device(torch::kCUDA, 0);
-  }
-  return o;
-}
 
 // Examples of one data file, and the number of classes (0: next-token).
 struct Examples {
@@ -140,7 +127,7 @@ absl::StatusOr<LocalTrainResult> RunLocalTrainingImpl(const LocalTrainRequest& r
         absl::StrCat("local training with method \"", protocols::MethodName(method), "\" is not built here"));
   }
   FEDFM_ASSIGN_OR_RETURN(peft::LoraSpec spec, peft::LoraSpecFromOptions(config.lora));
-  FEDFM_ASSIGN_OR_RETURN(model::ModelOptions model_options, ModelOptionsOf(config.model));
+  FEDFM_ASSIGN_OR_RETURN(model::ModelOptions model_options, model::ModelOptionsFromConfig(config.model));
   FEDFM_ASSIGN_OR_RETURN(std::shared_ptr<const model::Model> model, model::LoadModel(config.model.path, model_options));
   FEDFM_ASSIGN_OR_RETURN(std::unique_ptr<model::Tokenizer> tok, model::LoadTokenizer(config.model.tokenizer));
   if (tok->vocab_size() > model->config().vocab_size) {
@@ -321,7 +308,7 @@ absl::StatusOr<BenchTrainResult> BenchTrainImpl(const BenchTrainRequest& request
   lora_options.alpha = 2.0 * request.rank;
   lora_options.targets = request.targets;
   FEDFM_ASSIGN_OR_RETURN(peft::LoraSpec spec, peft::LoraSpecFromOptions(lora_options));
-  FEDFM_ASSIGN_OR_RETURN(model::ModelOptions model_options, internal::ParseModelOptions(request.dtype, request.device));
+  FEDFM_ASSIGN_OR_RETURN(model::ModelOptions model_options, model::ParseModelOptions(request.dtype, request.device));
   FEDFM_ASSIGN_OR_RETURN(std::shared_ptr<const model::Model> model, model::LoadModel(request.model, model_options));
   const model::ModelConfig& mc = model->config();
   if (request.seq_len > mc.max_seq_len) {

@@ -97,7 +97,8 @@ DeviceBatch ToDevice(const model::Batch& batch, const torch::Device& device, boo
 }
 
 // Loss of one batch: mean over target tokens (LM) or examples (classification).
-// Also the number of scored targets and, for classification, of correct answers.
+// With count_correct (evaluation) also the number of scored targets and, for
+// classification, of correct answers; training needs neither.
 struct BatchLoss {
   torch::Tensor loss;
   int64_t count = 0;
@@ -120,7 +121,8 @@ BatchLoss Loss(const peft::StateForward& forward, const DeviceBatch& batch, bool
   options.classification_head = nullptr;
   const torch::Tensor logits = forward.model().Forward(batch.inputs, options).logits;
   out.loss = model::CausalLmLoss(logits, batch.targets);
-  out.count = batch.targets.ne(model::kLossIgnoreIndex).sum().item<int64_t>();
+  // Counting reads a value back from the device: only evaluation needs it.
+  if (count_correct) out.count = batch.targets.ne(model::kLossIgnoreIndex).sum().item<int64_t>();
   return out;
 }
 

@@ -13,7 +13,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "client/internal/model_options.h"
 #include "client/internal/torch_compat.h"
 #include "client/zeroth_order_trainer.h"
 #include "model/dataset_rng.h"
@@ -134,7 +133,7 @@ absl::StatusOr<ZoBenchResult> BenchImpl(const ZoBenchRequest& request) {
   if (request.batch < 1 || request.seq_len < 2 || request.steps < 1 || request.warmup < 0 || request.seed_pool < 0) {
     return absl::InvalidArgumentError("bench zo needs batch >= 1, seq_len >= 2, steps >= 1, warmup >= 0, seed_pool >= 0");
   }
-  FEDFM_ASSIGN_OR_RETURN(model::ModelOptions model_options, internal::ParseModelOptions(request.dtype, request.device));
+  FEDFM_ASSIGN_OR_RETURN(model::ModelOptions model_options, model::ParseModelOptions(request.dtype, request.device));
   ZoBenchResult result;
   std::shared_ptr<const model::Model> model;
   if (!request.random_config.empty()) {

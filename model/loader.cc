@@ -117,4 +117,43 @@ absl::StatusOr<std::shared_ptr<const Model>> LoadModel(const std::filesystem::pa
   }
 }
 
+absl::StatusOr<ModelOptions> ParseModelOptions(const std::string& dtype, const std::string& device) {
+  ModelOptions options;
+  if (dtype == "f32" || dtype == "fp32" || dtype == "float32") {
+    options.dtype = torch::kFloat;
+  } else if (dtype == "bf16" || dtype == "bfloat16") {
+    options.dtype = torch::kBFloat16;
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat("dtype must be f32 or bf16, got \"", dtype, "\""));
+  }
+  if (device == "cpu") {
+    options.device = torch::kCPU;
+  } else if (device == "cuda" || device.rfind("cuda:", 0) == 0) {
+    if (!torch::cuda::is_available()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("device \"", device, "\": this LibTorch build or machine has no CUDA device"));
+    }
+    try {
+      options.device = torch::Device(device);
+    } catch (const c10::Error&) {
+      return absl::InvalidArgumentError(absl::StrCat("bad device \"", device, "\""));
+    }
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat("device must be cpu or cuda[:N], got \"", device, "\""));
+  }
+  return options;
+}
+
+absl::StatusOr<ModelOptions> ModelOptionsFromConfig(const protocols::ModelOptions& m) {
+  ModelOptions options;
+  options.dtype = m.dtype == protocols::ModelDType::kBF16 ? torch::kBFloat16 : torch::kFloat;
+  if (m.device == protocols::DeviceKind::kCuda) {
+    if (!torch::cuda::is_available()) {
+      return absl::FailedPreconditionError("model.device = \"cuda\", but this LibTorch build or machine has no CUDA");
+    }
+    options.device = torch::Device(torch::kCUDA, 0);
+  }
+  return options;
+}
+
 }  // namespace fedfm::model

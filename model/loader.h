@@ -10,10 +10,12 @@
 
 #include <filesystem>
 #include <memory>
+#include <string>
 
 #include "absl/status/statusor.h"
 #include "model/checkpoint.h"
 #include "model/transformer.h"
+#include "protocols/config/options.h"
 
 namespace fedfm::model {
 
@@ -25,6 +27,15 @@ namespace fedfm::model {
 // unsupported architectures and config features.
 absl::StatusOr<std::shared_ptr<const Model>> LoadModel(const std::filesystem::path& path,
                                                        const ModelOptions& options = {});
+
+// Where and how to hold the weights, from the spelled-out choices of the
+// command line: dtype "f32" | "fp32" | "float32" | "bf16" | "bfloat16",
+// device "cpu" | "cuda" | "cuda:N". InvalidArgument names a bad value;
+// FailedPrecondition when CUDA is asked for and this LibTorch build or
+// machine has none.
+absl::StatusOr<ModelOptions> ParseModelOptions(const std::string& dtype, const std::string& device);
+// The same from a run config's [model] section (errors name model.device).
+absl::StatusOr<ModelOptions> ModelOptionsFromConfig(const protocols::ModelOptions& model);
 
 // Rows of a q/k projection weight (or bias) [heads * hd, ...] reordered
 // between rotary conventions. ToHalves: adjacent pairs -> halves (the

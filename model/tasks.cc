@@ -72,32 +72,6 @@ double ProcessCpuSeconds() {
   return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
 }
 
-absl::StatusOr<ModelOptions> ToModelOptions(const RunTarget& target) {
-  ModelOptions options;
-  if (target.dtype == "f32" || target.dtype == "fp32" || target.dtype == "float32") {
-    options.dtype = torch::kFloat;
-  } else if (target.dtype == "bf16" || target.dtype == "bfloat16") {
-    options.dtype = torch::kBFloat16;
-  } else {
-    return absl::InvalidArgumentError(absl::StrCat("dtype must be f32 or bf16, got \"", target.dtype, "\""));
-  }
-  if (target.device == "cpu") {
-    options.device = torch::kCPU;
-  } else if (target.device == "cuda" || target.device.rfind("cuda:", 0) == 0) {
-    if (!torch::cuda::is_available()) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("device \"", target.device, "\": this LibTorch build or machine has no CUDA device"));
-    }
-    try {
-      options.device = torch::Device(target.device);
-    } catch (const c10::Error&) {
-      return absl::InvalidArgumentError(absl::StrCat("bad device \"", target.device, "\""));
-    }
-  } else {
-    return absl::InvalidArgumentError(absl::StrCat("device must be cpu or cuda[:N], got \"", target.device, "\""));
-  }
-  return options;
-}
 
 absl::Status FromTorchError(const char* what, const std::exception& e) {
   const auto* c10_error = dynamic_cast<const c10::Error*>(&e);
@@ -111,7 +85,7 @@ struct Loaded {
 
 absl::StatusOr<Loaded> LoadModelAndTokenizer(const std::filesystem::path& model_path,
                                              const std::filesystem::path& tokenizer_path, const RunTarget& target) {
-  FEDFM_ASSIGN_OR_RETURN(ModelOptions options, ToModelOptions(target));
+  FEDFM_ASSIGN_OR_RETURN(ModelOptions options, ParseModelOptions(target.dtype, target.device));
   Loaded loaded;
   FEDFM_ASSIGN_OR_RETURN(loaded.model, LoadModel(model_path, options));
   FEDFM_ASSIGN_OR_RETURN(loaded.tokenizer, LoadTokenizer(tokenizer_path));
@@ -175,14 +149,8 @@ absl::Status GenerateText(const GenerateRequest& request, const std::function<vo
   return absl::OkStatus();
 }
 
-absl::StatusOr<EvalResult> EvaluateText(const EvalRequest& request) {
-  if (request.max_tokens < 0) return absl::InvalidArgumentError("max_tokens must be >= 0");
-  if (request.seq_len <= 0) return absl::InvalidArgumentError("seq_len must be positive");
-  if (request.batch_size <= 0) return absl::InvalidArgumentError("batch_size must be positive");
-  FEDFM_ASSIGN_OR_RETURN(Loaded loaded, LoadModelAndTokenizer(request.model, request.tokenizer, request.target));
-  FEDFM_ASSIGN_OR_RETURN(std::string text, protocols::ReadFileToString(request.text));
-  const Tokenizer& tok = *loaded.tokenizer;
-  EvalResult result;
+std::vector<int32_t> DocumentTokenIds(const Tokenizer& tok, const std::string& text, int64_t max_tokens,
+                                 int64_t* documents) {
   std::vector<int32_t> ids;
   const std::string separator = "<|endoftext|>";
   const char* space = " \t\r\n";
@@ -194,17 +162,26 @@ absl::StatusOr<EvalResult> EvaluateText(const EvalRequest& request) {
     if (first != std::string::npos && first < end) {
       const size_t last = text.find_last_not_of(space, end - 1);
       std::vector<int32_t> doc = tok.Encode(text.substr(first, last + 1 - first), /*add_bos=*/true, /*add_eos=*/false);
-      // Without a BOS, documents are separated by EOS.
       if (tok.bos_id() < 0 && !ids.empty() && tok.eos_id() >= 0) ids.push_back(tok.eos_id());
       ids.insert(ids.end(), doc.begin(), doc.end());
-      ++result.documents;
+      ++*documents;
     }
-    if (request.max_tokens > 0 && static_cast<int64_t>(ids.size()) > request.max_tokens) break;
+    if (max_tokens > 0 && static_cast<int64_t>(ids.size()) > max_tokens) break;
     begin = end + separator.size();
   }
-  if (request.max_tokens > 0 && static_cast<int64_t>(ids.size()) > request.max_tokens + 1) {
-    ids.resize(static_cast<size_t>(request.max_tokens + 1));
-  }
+  if (max_tokens > 0 && static_cast<int64_t>(ids.size()) > max_tokens + 1) ids.resize(static_cast<size_t>(max_tokens + 1));
+  return ids;
+}
+
+absl::StatusOr<EvalResult> EvaluateText(const EvalRequest& request) {
+  if (request.max_tokens < 0) return absl::InvalidArgumentError("max_tokens must be >= 0");
+  if (request.seq_len <= 0) return absl::InvalidArgumentError("seq_len must be positive");
+  if (request.batch_size <= 0) return absl::InvalidArgumentError("batch_size must be positive");
+  FEDFM_ASSIGN_OR_RETURN(Loaded loaded, LoadModelAndTokenizer(request.model, request.tokenizer, request.target));
+  FEDFM_ASSIGN_OR_RETURN(std::string text, protocols::ReadFileToString(request.text));
+  const Tokenizer& tok = *loaded.tokenizer;
+  EvalResult result;
+  std::vector<int32_t> ids = DocumentTokenIds(tok, text, request.max_tokens, &result.documents);
   if (ids.size() < 2) {
     return absl::InvalidArgumentError(absl::StrCat(request.text.string(), ": fewer than two tokens to score"));
   }
@@ -226,7 +203,7 @@ absl::StatusOr<BenchResult> BenchForward(const BenchRequest& request) {
   if (request.batch <= 0 || request.seq_len <= 0 || request.iters <= 0 || request.warmup < 0) {
     return absl::InvalidArgumentError("batch, seq_len and iters must be positive, warmup >= 0");
   }
-  FEDFM_ASSIGN_OR_RETURN(ModelOptions options, ToModelOptions(request.target));
+  FEDFM_ASSIGN_OR_RETURN(ModelOptions options, ParseModelOptions(request.target.dtype, request.target.device));
   BenchResult result;
   FEDFM_ASSIGN_OR_RETURN(result.model, DescribeModel(request.model));
   FEDFM_ASSIGN_OR_RETURN(std::shared_ptr<const Model> model, LoadModel(request.model, options));

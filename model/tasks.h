@@ -10,9 +10,11 @@
 #include <filesystem>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "model/checkpoint.h"
+#include "model/tokenizer.h"
 
 namespace fedfm::model {
 
@@ -65,6 +67,13 @@ struct EvalResult {
 // Each document is encoded with BOS (when the tokenizer has one) and they are
 // concatenated; every token but the first is scored in windows of seq_len.
 absl::StatusOr<EvalResult> EvaluateText(const EvalRequest& request);
+
+// The token stream EvaluateText scores: documents separated by
+// "<|endoftext|>" (surrounding whitespace dropped), each encoded with BOS,
+// EOS between them when the tokenizer has no BOS; at most max_tokens + 1
+// ids when max_tokens > 0. Adds the documents read to *documents.
+std::vector<int32_t> DocumentTokenIds(const Tokenizer& tok, const std::string& text, int64_t max_tokens,
+                                      int64_t* documents);
 
 struct BenchRequest {
   std::filesystem::path model;

@@ -91,9 +91,12 @@ std::vector<std::string> BlockWeightNames(const model::ModelConfig& config, int 
   return names;
 }
 
-double LoraSpec::Scale() const {
+double LoraScale(double alpha, int rank, bool rslora) {
+  if (rank < 1) return 0;
   return rslora ? alpha / std::sqrt(static_cast<double>(rank)) : alpha / static_cast<double>(rank);
 }
+
+double LoraSpec::Scale() const { return LoraScale(alpha, rank, rslora); }
 
 bool LoraSpec::Targets(model::Projection projection) const {
   return std::find(targets.begin(), targets.end(), projection) != targets.end();

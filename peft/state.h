@@ -91,6 +91,9 @@ struct LoraSpec {
   bool Targets(model::Projection projection) const;
 };
 
+// The LoRA scale s: alpha / r, or alpha / sqrt(r) with rsLoRA; 0 when r < 1.
+double LoraScale(double alpha, int rank, bool rslora);
+
 // InvalidArgument naming the key ("peft.lora.targets", ...) for an unknown
 // projection name, a duplicate, no targets, or a value out of range.
 absl::StatusOr<LoraSpec> LoraSpecFromOptions(const protocols::LoraOptions& options);

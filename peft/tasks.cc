@@ -29,16 +29,11 @@ absl::Status TorchError(const char* what, const std::exception& e) {
   return absl::InternalError(absl::StrCat(what, ": ", c10_error ? c10_error->what_without_backtrace() : e.what()));
 }
 
-double ScaleOf(const AdapterConfig& c) {
-  if (c.r < 1) return 0;
-  return c.use_rslora ? c.lora_alpha / std::sqrt(static_cast<double>(c.r)) : c.lora_alpha / c.r;
-}
-
 AdapterSummary Summarize(const std::filesystem::path& path, const Adapter& adapter) {
   AdapterSummary s;
   s.path = path;
   s.config = adapter.config;
-  s.scale = ScaleOf(adapter.config);
+  s.scale = LoraScale(adapter.config.lora_alpha, adapter.config.r, adapter.config.use_rslora);
   std::set<int> layers;
   for (const auto& [name, t] : adapter.tensors) {
     LoraTensorId id;
@@ -64,56 +59,6 @@ absl::StatusOr<torch::ScalarType> StoredDType(const std::string& name) {
   if (name == "BF16") return torch::kBFloat16;
   if (name == "F16") return torch::kHalf;
   return absl::InvalidArgumentError(absl::StrCat("dtype must be F32, BF16 or F16, got \"", name, "\""));
-}
-
-absl::StatusOr<model::ModelOptions> ToModelOptions(const model::RunTarget& target) {
-  model::ModelOptions options;
-  if (target.dtype == "f32") {
-    options.dtype = torch::kFloat;
-  } else if (target.dtype == "bf16") {
-    options.dtype = torch::kBFloat16;
-  } else {
-    return absl::InvalidArgumentError(absl::StrCat("dtype must be f32 or bf16, got \"", target.dtype, "\""));
-  }
-  if (target.device == "cpu") return options;
-  if (target.device.rfind("cuda", 0) != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("device must be cpu or cuda[:N], got \"", target.device, "\""));
-  }
-  if (!torch::cuda::is_available()) {
-    return absl::FailedPreconditionError(absl::StrCat("device \"", target.device, "\": no CUDA device"));
-  }
-  try {
-    options.device = torch::Device(target.device);
-  } catch (const c10::Error&) {
-    return absl::InvalidArgumentError(absl::StrCat("bad device \"", target.device, "\""));
-  }
-  return options;
-}
-
-// The token stream model::EvaluateText scores: documents separated by
-// "<|endoftext|>", each encoded with BOS (EOS between them without a BOS).
-std::vector<int32_t> DocumentIds(const model::Tokenizer& tok, const std::string& text, int64_t max_tokens,
-                                 int64_t* documents) {
-  std::vector<int32_t> ids;
-  const std::string separator = "<|endoftext|>";
-  const char* space = " \t\r\n";
-  size_t begin = 0;
-  while (begin <= text.size()) {
-    size_t end = text.find(separator, begin);
-    if (end == std::string::npos) end = text.size();
-    const size_t first = text.find_first_not_of(space, begin);
-    if (first != std::string::npos && first < end) {
-      const size_t last = text.find_last_not_of(space, end - 1);
-      std::vector<int32_t> doc = tok.Encode(text.substr(first, last + 1 - first), /*add_bos=*/true, /*add_eos=*/false);
-      if (tok.bos_id() < 0 && !ids.empty() && tok.eos_id() >= 0) ids.push_back(tok.eos_id());
-      ids.insert(ids.end(), doc.begin(), doc.end());
-      ++*documents;
-    }
-    if (max_tokens > 0 && static_cast<int64_t>(ids.size()) > max_tokens) break;
-    begin = end + separator.size();
-  }
-  if (max_tokens > 0 && static_cast<int64_t>(ids.size()) > max_tokens + 1) ids.resize(max_tokens + 1);
-  return ids;
 }
 
 absl::Status CopyIfPresent(const std::filesystem::path& from, const std::filesystem::path& to,
@@ -223,7 +168,8 @@ absl::StatusOr<MergeResult> MergeAdapterIntoModel(const MergeRequest& request) {
   result.replaced_tensors = static_cast<int>(adapter.full_weights.size());
   TensorMap weights;
   try {
-    FEDFM_ASSIGN_OR_RETURN(model::NamedTensors merged, MergeState(*base, state, ScaleOf(adapter.config)));
+    const double scale = LoraScale(adapter.config.lora_alpha, adapter.config.r, adapter.config.use_rslora);
+    FEDFM_ASSIGN_OR_RETURN(model::NamedTensors merged, MergeState(*base, state, scale));
     torch::NoGradGuard no_grad;
     for (auto& [name, t] : merged) t = t.to(torch::kCPU, out_dtype).contiguous();
     FEDFM_ASSIGN_OR_RETURN(weights, model::FromTorchMap(merged));
@@ -265,13 +211,13 @@ absl::StatusOr<model::EvalResult> EvaluateTextWithAdapter(const model::EvalReque
   if (request.max_tokens < 0) return absl::InvalidArgumentError("max_tokens must be >= 0");
   if (request.seq_len <= 0) return absl::InvalidArgumentError("seq_len must be positive");
   if (request.batch_size <= 0) return absl::InvalidArgumentError("batch_size must be positive");
-  FEDFM_ASSIGN_OR_RETURN(model::ModelOptions options, ToModelOptions(request.target));
+  FEDFM_ASSIGN_OR_RETURN(model::ModelOptions options, model::ParseModelOptions(request.target.dtype, request.target.device));
   FEDFM_ASSIGN_OR_RETURN(std::shared_ptr<const model::Model> base, model::LoadModel(request.model, options));
   FEDFM_ASSIGN_OR_RETURN(std::unique_ptr<model::Tokenizer> tok, model::LoadTokenizer(request.tokenizer));
   FEDFM_ASSIGN_OR_RETURN(Adapter adapter, LoadAdapter(adapter_dir));
   FEDFM_ASSIGN_OR_RETURN(std::string text, protocols::ReadFileToString(request.text));
   model::EvalResult result;
-  std::vector<int32_t> ids = DocumentIds(*tok, text, request.max_tokens, &result.documents);
+  std::vector<int32_t> ids = model::DocumentTokenIds(*tok, text, request.max_tokens, &result.documents);
   if (ids.size() < 2) {
     return absl::InvalidArgumentError(absl::StrCat(request.text.string(), ": fewer than two tokens to score"));
   }

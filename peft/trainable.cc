@@ -137,9 +137,7 @@ absl::StatusOr<std::unique_ptr<StateForward>> StateForward::Create(std::shared_p
   const int n_layers = static_cast<int>(config.n_layers);
   f->state_ = state;
   f->lora_rank_ = parsed.rank;
-  f->scale_ = parsed.rank == 0 ? 0.0
-                               : (options.rslora ? options.alpha / std::sqrt(static_cast<double>(parsed.rank))
-                                                 : options.alpha / parsed.rank);
+  f->scale_ = LoraScale(options.alpha, parsed.rank, options.rslora);
   f->compute_dtype_ = options.compute_dtype.value_or(model_dtype);
 
   // Trained pieces, in coverage order.
@@ -373,25 +371,6 @@ absl::StatusOr<TensorMap> InitTrainableState(const model::Model& model, const St
     FEDFM_RETURN_IF_ERROR(out.Insert(kScoreHeadName, *head));
   }
   return out;
-}
-
-absl::StatusOr<int> StateLoraRank(const TensorMap& state) {
-  int rank = 0;
-  for (const auto& [name, tensor] : state) {
-    LoraTensorId id;
-    if (!ParseLoraTensorName(name, &id)) continue;
-    const size_t dim = id.matrix == LoraMatrix::kA ? 0 : 1;
-    if (tensor.shape().size() != 2) {
-      return absl::InvalidArgumentError(absl::StrCat("LoRA tensor \"", name, "\" is not 2-D"));
-    }
-    const int r = static_cast<int>(tensor.shape()[dim]);
-    if (rank != 0 && r != rank) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("LoRA tensor \"", name, "\" has rank ", r, " but others ", rank));
-    }
-    rank = r;
-  }
-  return rank;
 }
 
 absl::StatusOr<model::NamedTensors> MergeState(const model::Model& base, const TensorMap& state, double scale) {

@@ -151,10 +151,6 @@ class StateForward {
 absl::StatusOr<protocols::TensorMap> InitTrainableState(const model::Model& model, const StateLayout& layout,
                                                         uint64_t seed);
 
-// r_max of the LoRA tensors of `state`: 0 when it has none; InvalidArgument
-// when two modules disagree.
-absl::StatusOr<int> StateLoraRank(const protocols::TensorMap& state);
-
 // The base model's weights with the state merged in, as new tensors (the
 // base is never modified): every LoRA module's weight becomes
 // W + scale * B A (W the state's full weight of its block when present,

@@ -25,18 +25,6 @@ using protocols::Method;
 constexpr uint64_t kInitPurpose = 0x53494E49;     // "SINI": the initial global state
 constexpr uint64_t kTrainerPurpose = 0x53545252;  // "STRR": a client's trainer draws
 
-absl::StatusOr<model::ModelOptions> ModelOptionsOf(const protocols::ModelOptions& m) {
-  model::ModelOptions o;
-  o.dtype = m.dtype == protocols::ModelDType::kBF16 ? torch::kBFloat16 : torch::kFloat;
-  if (m.device == protocols::DeviceKind::kCuda) {
-    if (!torch::cuda::is_available()) {
-      return absl::FailedPreconditionError("model.device = \"cuda\", but this LibTorch build or machine has no CUDA");
-    }
-    o.device = torch::Device(torch::kCUDA, 0);
-  }
-  return o;
-}
-
 class ModelFactory final : public TrainerFactory {
  public:
   ModelFactory(protocols::RunConfig config, std::shared_ptr<const model::Model> model, client::PeftTrainerOptions peft,
@@ -92,7 +80,7 @@ absl::StatusOr<std::unique_ptr<TrainerFactory>> MakeModelTrainerFactory(const pr
                                                                         int num_labels) {
   FEDFM_ASSIGN_OR_RETURN(protocols::ModelDims dims, ReadModelDims(config));
   FEDFM_ASSIGN_OR_RETURN(peft::LoraSpec spec, peft::LoraSpecFromOptions(config.lora));
-  FEDFM_ASSIGN_OR_RETURN(model::ModelOptions options, ModelOptionsOf(config.model));
+  FEDFM_ASSIGN_OR_RETURN(model::ModelOptions options, model::ModelOptionsFromConfig(config.model));
   FEDFM_ASSIGN_OR_RETURN(std::shared_ptr<const model::Model> model, model::LoadModel(config.model.path, options));
   if (config.data.seq_len > model->config().max_seq_len) {
     return absl::InvalidArgumentError(absl::StrCat("data.seq_len ", config.data.seq_len, " exceeds the model's ",
