@@ -59,11 +59,14 @@ fuzz() {
       -DFEDFM_FUZZ=ON -DFEDFM_TESTS=OFF -DFEDFM_BENCH=OFF -DFEDFM_SANITIZE=ON
   fi
   cmake --build "$dir" -j "$JOBS" --target fuzz_all
-  for target in fuzz_safetensors fuzz_config fuzz_tensor_codec fuzz_secagg_messages; do
+  local binary target
+  for binary in "$dir"/fuzz/fuzz_*; do  # every target of fuzz/CMakeLists.txt
+    [ -x "$binary" ] && [ -f "$binary" ] || continue
+    target=$(basename "$binary")
     log "fuzzing $target for ${FUZZ_SECONDS}s"
     local corpus="$dir/corpus/$target"
     mkdir -p "$corpus"
-    "$dir/fuzz/$target" -max_total_time="$FUZZ_SECONDS" -print_final_stats=0 "$corpus" "fuzz/corpus/${target#fuzz_}" \
+    "$binary" -max_total_time="$FUZZ_SECONDS" -print_final_stats=0 "$corpus" "fuzz/corpus/${target#fuzz_}" \
       2>&1 | tail -n 3
   done
 }

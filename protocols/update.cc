@@ -65,7 +65,16 @@ absl::Status ValidateDenseUpdate(const Update& update, const TensorMap& global) 
                               " is outside shape ", ShapeString(g->shape())));
     }
     std::span<const float> v = t->floats();
-    if (c.rank_dim < 0 && AllFinite(v)) continue;  // the common case, in one vectorised pass
+    if (AllFinite(v)) {  // the common case, checked without allocating
+      if (c.rank_dim < 0) continue;
+      // Every nonzero value lies inside the coverage iff counting them over
+      // the tensor and over the covered elements agrees.
+      int64_t nonzero = 0, covered_nonzero = 0;
+      for (const float x : v) nonzero += x != 0.0f;
+      ForEachCovered(*t, c, [&](int64_t i) { covered_nonzero += v[static_cast<size_t>(i)] != 0.0f; });
+      if (nonzero == covered_nonzero) continue;
+    }
+    // Something is wrong: find the first offending element to name it.
     std::vector<bool> covered(v.size(), c.rank_dim < 0);
     if (c.rank_dim >= 0) ForEachCovered(*t, c, [&](int64_t i) { covered[i] = true; });
     for (size_t i = 0; i < v.size(); ++i) {

@@ -4,14 +4,9 @@
 #include <torch/version.h>
 
 #include <algorithm>
-#include <cstdio>
-#include <cstring>
-#include <fstream>
 #include <string>
 
-#if FEDFM_TORCH_CUDA
-#include <c10/cuda/CUDACachingAllocator.h>
-#endif
+#include "model/internal/device_stats.h"
 
 // LibTorch 2.4 made the autocast switches per device type.
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
@@ -21,29 +16,6 @@
 #endif
 
 namespace fedfm::client::internal {
-namespace {
-
-// A "Key:   <n> kB" line of /proc/self/status in bytes; -1 when absent.
-int64_t ProcStatusBytes(const char* key) {
-  std::ifstream in("/proc/self/status");
-  std::string line;
-  const size_t n = std::strlen(key);
-  while (std::getline(in, line)) {
-    if (line.compare(0, n, key) == 0) return std::stoll(line.substr(n)) * 1024;
-  }
-  return -1;
-}
-
-bool ResetPeakRss() {
-  std::ofstream out("/proc/self/clear_refs");
-  out << "5";
-  out.flush();
-  return static_cast<bool>(out);
-}
-
-[[maybe_unused]] int CudaIndex(const torch::Device& device) { return device.has_index() ? device.index() : 0; }
-
-}  // namespace
 
 Bf16AutocastGuard::Bf16AutocastGuard(const torch::Device& device, bool enabled) {
   if (!enabled || !device.is_cuda()) return;
@@ -77,27 +49,16 @@ Bf16AutocastGuard::~Bf16AutocastGuard() {
 
 PeakMemoryMeter::PeakMemoryMeter(const torch::Device& device) : device_(device) {
   if (device.is_cuda()) {
-#if FEDFM_TORCH_CUDA
-    c10::cuda::CUDACachingAllocator::resetPeakStats(static_cast<c10::DeviceIndex>(CudaIndex(device)));
-#endif
+    model::internal::ResetCudaPeakMemory(device.has_index() ? device.index() : 0);
     return;
   }
-  if (ResetPeakRss()) rss_start_ = ProcStatusBytes("VmRSS:");
+  if (model::internal::ResetPeakRss()) rss_start_ = model::internal::CurrentRssBytes();
 }
 
 int64_t PeakMemoryMeter::PeakBytes() const {
-  if (device_.is_cuda()) {
-#if FEDFM_TORCH_CUDA
-    const auto stats =
-        c10::cuda::CUDACachingAllocator::getDeviceStats(static_cast<c10::DeviceIndex>(CudaIndex(device_)));
-    // Entry 0 is the aggregate over pools in every LibTorch version.
-    return stats.allocated_bytes[0].peak;
-#else
-    return -1;
-#endif
-  }
+  if (device_.is_cuda()) return model::internal::CudaPeakAllocatedBytes(device_.has_index() ? device_.index() : 0);
   if (rss_start_ < 0) return -1;
-  const int64_t peak = ProcStatusBytes("VmHWM:");
+  const int64_t peak = model::internal::PeakRssBytes();
   return peak < 0 ? -1 : std::max<int64_t>(0, peak - rss_start_);
 }
 
