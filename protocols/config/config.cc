@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "protocols/file_util.h"
 #include "protocols/status_macros.h"
@@ -438,11 +439,26 @@ class Writer {
   void Line(const std::string& key, const std::string& value) {
     absl::StrAppend(&frames_.back().fields, key, " = ", value, "\n");
   }
+  // A TOML basic string: quotes, backslashes and control characters escaped.
   static std::string Quote(const std::string& s) {
     std::string out = "\"";
-    for (char ch : s) {
-      if (ch == '"' || ch == '\\') out += '\\';
-      out += ch;
+    for (const char ch : s) {
+      const auto c = static_cast<unsigned char>(ch);
+      switch (ch) {
+        case '"': out += "\\\""; break;
+        case '\\': out += "\\\\"; break;
+        case '\b': out += "\\b"; break;
+        case '\t': out += "\\t"; break;
+        case '\n': out += "\\n"; break;
+        case '\f': out += "\\f"; break;
+        case '\r': out += "\\r"; break;
+        default:
+          if (c < 0x20 || c == 0x7F) {
+            absl::StrAppend(&out, absl::StrFormat("\\u%04X", c));
+          } else {
+            out += ch;
+          }
+      }
     }
     return out + "\"";
   }

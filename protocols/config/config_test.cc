@@ -100,6 +100,19 @@ TEST(ConfigTest, TomlWriterRoundTrips) {
   EXPECT_EQ(back->lora.client_ranks, (std::vector<int>{2, 4}));
 }
 
+TEST(ConfigTest, TomlWriterEscapesEveryStringItWrites) {
+  RunConfig config;
+  const std::string awkward = std::string("line\nbreak \"quoted\" back\\slash\ttab\r\x01\x7f[x]") + '\0' + "end";
+  config.run.name = awkward;
+  config.simulation.devices = {{awkward, 2}, {"phone", 5}};
+  const std::string text = RunConfigToToml(config);
+  auto back = ParseRunConfig(text, "written.toml");
+  ASSERT_TRUE(back.ok()) << back.status() << "\n" << text;
+  EXPECT_EQ(back->run.name, awkward);
+  EXPECT_EQ(back->simulation.devices[0].profile, awkward);
+  EXPECT_EQ(RunConfigToToml(*back), text);
+}
+
 TEST(ConfigTest, ReadsSimulationProfiles) {
   auto config = ParseRunConfig(R"(
 [[simulation.profiles]]
