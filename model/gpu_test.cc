@@ -2,12 +2,15 @@
 // Every test skips without a CUDA device.
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <limits>
+
 #include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
 #include "model/attention.h"
 #include "model/inference.h"
+#include "model/internal/fused_loss.h"
 #include "model/loader.h"
 #include "model/tasks.h"
 #include "model/torch_bridge.h"
@@ -91,6 +94,62 @@ TEST(ModelGpuTest, TrainingGradientsMatchCpu) {
     grads[index++] = top.weight[static_cast<int>(Projection::kDown)].grad().cpu();
   }
   EXPECT_LT(RelativeError(grads[1], grads[0]), 1e-3);
+}
+
+// The fused cross-entropy against torch's over float32 logits, value and
+// gradient, in each logit dtype; vocabularies that take the 16-byte loads and
+// one that cannot (v = 1001); ignored rows; a loss scaled before backward.
+TEST(ModelGpuTest, FusedCrossEntropyMatchesTorch) {
+  SKIP_WITHOUT_CUDA();
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(7);
+  for (torch::ScalarType dtype : {torch::kFloat, torch::kBFloat16, torch::kHalf}) {
+    for (int64_t v : {64, 1001, 32000}) {
+      const int64_t n = 37;
+      torch::Tensor logits = (torch::randn({n, v}, gen) * 3).to(torch::kCUDA, dtype);
+      torch::Tensor labels = torch::randint(0, v, {n}, gen, torch::kLong);
+      labels.index_put_({torch::arange(0, n, 5)}, kLossIgnoreIndex);
+      labels = labels.cuda();
+      torch::Tensor mine = logits.clone().set_requires_grad(true);
+      torch::Tensor fused = internal::FusedCrossEntropyMean(mine, labels, kLossIgnoreIndex);
+      if (!fused.defined()) GTEST_SKIP() << "fedfm built without FEDFM_CUDA";
+      (fused * 0.75).backward();
+      torch::Tensor theirs = logits.clone().set_requires_grad(true);
+      torch::Tensor want = torch::nn::functional::cross_entropy(
+          theirs.to(torch::kFloat), labels, torch::nn::functional::CrossEntropyFuncOptions().ignore_index(kLossIgnoreIndex));
+      (want * 0.75).backward();
+      const std::string what = std::string(c10::toString(dtype)) + " v=" + std::to_string(v);
+      EXPECT_EQ(fused.scalar_type(), torch::kFloat) << what;
+      EXPECT_NEAR(fused.item<double>(), want.item<double>(), 1e-5 * std::abs(want.item<double>())) << what;
+      EXPECT_EQ(mine.grad().scalar_type(), dtype) << what;
+      // Both gradients are rounded to the logits' dtype: within two of its ulps.
+      const double ulp = dtype == torch::kFloat ? 1e-5 : dtype == torch::kHalf ? 1e-3 : 8e-3;
+      EXPECT_LT(RelativeError(mine.grad(), theirs.grad()), 2 * ulp) << what;
+      EXPECT_EQ(mine.grad().index({torch::arange(0, n, 5)}).abs().max().item<double>(), 0.0) << what;
+    }
+  }
+}
+
+TEST(ModelGpuTest, FusedCrossEntropyPropagatesBadValues) {
+  SKIP_WITHOUT_CUDA();
+  torch::Tensor logits = torch::randn({4, 256}, torch::kCUDA).to(torch::kBFloat16);
+  torch::Tensor labels = torch::tensor({1, 2, 3, 4}, torch::kLong).cuda();
+  if (!internal::FusedCrossEntropyMean(logits, labels, kLossIgnoreIndex).defined()) {
+    GTEST_SKIP() << "fedfm built without FEDFM_CUDA";
+  }
+  EXPECT_TRUE(std::isfinite(internal::FusedCrossEntropyMean(logits, labels, kLossIgnoreIndex).item<float>()));
+  torch::Tensor nan_logits = logits.clone();
+  nan_logits.index_put_({2, 0}, std::numeric_limits<float>::quiet_NaN());
+  EXPECT_TRUE(std::isnan(internal::FusedCrossEntropyMean(nan_logits, labels, kLossIgnoreIndex).item<float>()));
+  torch::Tensor out_of_range = torch::tensor({1, 2, 256, 4}, torch::kLong).cuda();
+  EXPECT_TRUE(std::isnan(internal::FusedCrossEntropyMean(logits, out_of_range, kLossIgnoreIndex).item<float>()));
+  torch::Tensor all_ignored = torch::full({4}, kLossIgnoreIndex, torch::kLong).cuda();
+  EXPECT_TRUE(std::isnan(internal::FusedCrossEntropyMean(logits, all_ignored, kLossIgnoreIndex).item<float>()));
+  // A -inf logit (masked) is fine, and the loss of a CausalLmLoss call takes this path.
+  torch::Tensor masked = logits.clone();
+  masked.index_put_({0, 5}, -std::numeric_limits<float>::infinity());
+  const float fused = CausalLmLoss(masked.unsqueeze(0), labels.unsqueeze(0)).item<float>();
+  const float want = torch::nn::functional::cross_entropy(masked.to(torch::kFloat), labels).item<float>();
+  EXPECT_NEAR(fused, want, 1e-5 * std::abs(want));
 }
 
 TEST(ModelGpuTest, BenchReportsCudaMemory) {

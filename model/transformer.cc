@@ -10,6 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "model/attention.h"
 #include "model/dataset.h"
+#include "model/internal/fused_loss.h"
 #include "model/linear.h"
 #include "model/rms_norm.h"
 #include "protocols/check.h"
@@ -373,6 +374,9 @@ torch::Tensor CausalLmLoss(const torch::Tensor& logits, const torch::Tensor& lab
                   logits.size(1) == labels.size(1),
               "CausalLmLoss: logits ", logits.sizes(), " and labels ", labels.sizes(), " disagree");
   const int64_t vocab = logits.size(2);
+  torch::Tensor fused = internal::FusedCrossEntropyMean(logits.reshape({-1, vocab}), labels.reshape({-1}),
+                                                        kLossIgnoreIndex);
+  if (fused.defined()) return fused;
   return torch::nn::functional::cross_entropy(
       logits.reshape({-1, vocab}).to(torch::kFloat), labels.reshape({-1}).to(logits.device(), torch::kLong),
       torch::nn::functional::CrossEntropyFuncOptions().ignore_index(kLossIgnoreIndex));

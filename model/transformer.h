@@ -185,7 +185,9 @@ class Model {
 
 // Mean cross-entropy (nats, float32) of logits [B, T, V] against labels
 // [B, T] (target for each position; kLossIgnoreIndex skipped). NaN when every
-// label is ignored.
+// label is ignored. CUDA logits (fedfm built with FEDFM_CUDA) take fused
+// kernels that read them in their own dtype and keep no float32 copy for
+// backward; elsewhere it is torch's cross_entropy over float32 logits.
 torch::Tensor CausalLmLoss(const torch::Tensor& logits, const torch::Tensor& labels);
 
 // labels[b, t] = tokens[b, t + 1] where loss_mask[b, t + 1] is nonzero, else

@@ -1,0 +1,217 @@
+// Fused cross-entropy over a [n, v] logit matrix: one thread block per row.
+// The forward pass reads each row once, keeping a running (max, sum of
+// exp(x - max)) pair per thread and merging the pairs across the block
+// (online softmax); the backward pass reads the row again and writes the
+// gradient in the logits' dtype. So a 128k-vocabulary batch costs one read of
+// its bf16 logits forward and a read plus a write backward, where the unfused
+// path writes and rereads a float32 copy and a float32 log-softmax.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdint>
+
+#include "model/internal/cross_entropy_kernels.h"
+
+namespace fedfm::model::internal::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+
+__device__ inline float ToFloat(float x) { return x; }
+__device__ inline float ToFloat(__nv_bfloat16 x) { return __bfloat162float(x); }
+__device__ inline float ToFloat(__half x) { return __half2float(x); }
+
+template <typename T>
+__device__ inline T FromFloat(float x);
+template <>
+__device__ inline float FromFloat<float>(float x) { return x; }
+template <>
+__device__ inline __nv_bfloat16 FromFloat<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
+template <>
+__device__ inline __half FromFloat<__half>(float x) { return __float2half_rn(x); }
+
+// Elements per 16-byte vector load.
+template <typename T>
+constexpr int kVec = 16 / static_cast<int>(sizeof(T));
+
+// A running softmax denominator: sum of exp(x - max) over the values seen.
+struct MaxSum {
+  float max = -INFINITY;
+  float sum = 0.f;
+
+  __device__ void Add(float x) {
+    if (x > max) {
+      sum = sum * __expf(max - x) + 1.f;
+      max = x;
+    } else if (!(x == -INFINITY && max == -INFINITY)) {
+      sum += __expf(x - max);  // a NaN x makes the sum NaN
+    }
+  }
+  __device__ void Merge(float other_max, float other_sum) {
+    const float m = fmaxf(max, other_max);
+    if (m == -INFINITY) {
+      sum += other_sum;  // both empty; keeps a NaN
+      return;
+    }
+    sum = sum * __expf(max - m) + other_sum * __expf(other_max - m);
+    max = m;
+  }
+};
+
+__device__ inline void BlockMerge(MaxSum& ms) {
+  __shared__ float maxes[kThreads / 32], sums[kThreads / 32];
+  for (int step = 16; step > 0; step /= 2) {
+    const float m = __shfl_xor_sync(0xffffffffu, ms.max, step);
+    const float s = __shfl_xor_sync(0xffffffffu, ms.sum, step);
+    ms.Merge(m, s);
+  }
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (lane == 0) {
+    maxes[warp] = ms.max;
+    sums[warp] = ms.sum;
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    for (int w = 1; w < kThreads / 32; ++w) ms.Merge(maxes[w], sums[w]);
+  }
+}
+
+// Calls f(j, x_j) for this thread's share of row `x` of length v, with 16-byte
+// loads when the row allows them.
+template <typename T, typename F>
+__device__ inline void ForRow(const T* x, int64_t v, bool vectorized, F&& f) {
+  if (vectorized) {
+    const uint4* vx = reinterpret_cast<const uint4*>(x);
+    const int64_t nv = v / kVec<T>;
+    for (int64_t i = threadIdx.x; i < nv; i += kThreads) {
+      const uint4 bits = vx[i];
+      const T* lanes = reinterpret_cast<const T*>(&bits);
+#pragma unroll
+      for (int k = 0; k < kVec<T>; ++k) f(i * kVec<T> + k, ToFloat(lanes[k]));
+    }
+    return;
+  }
+  for (int64_t j = threadIdx.x; j < v; j += kThreads) f(j, ToFloat(x[j]));
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads)
+    ForwardKernel(const T* logits, int64_t v, bool vectorized, const int64_t* labels, int64_t ignore_index,
+                  float* lse, float* row_loss) {
+  const int64_t row = blockIdx.x;
+  const T* x = logits + row * v;
+  MaxSum ms;
+  ForRow(x, v, vectorized, [&](int64_t, float value) { ms.Add(value); });
+  BlockMerge(ms);
+  if (threadIdx.x != 0) return;
+  const float row_lse = ms.max + logf(ms.sum);
+  lse[row] = row_lse;
+  const int64_t label = labels[row];
+  if (label == ignore_index) {
+    row_loss[row] = 0.f;
+  } else if (label < 0 || label >= v) {
+    row_loss[row] = NAN;
+  } else {
+    row_loss[row] = row_lse - ToFloat(x[label]);
+  }
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads)
+    BackwardKernel(const T* logits, int64_t v, bool vectorized, const int64_t* labels, int64_t ignore_index,
+                   const float* lse, const float* grad_loss, const float* count, T* grad) {
+  const int64_t row = blockIdx.x;
+  const T* x = logits + row * v;
+  T* g = grad + row * v;
+  const int64_t label = labels[row];
+  const bool ignored = label == ignore_index;
+  const float scale = ignored ? 0.f : *grad_loss / *count;
+  const float row_lse = lse[row];
+  auto value = [&](int64_t j, float xj) {
+    if (ignored) return 0.f;
+    return (__expf(xj - row_lse) - (j == label ? 1.f : 0.f)) * scale;
+  };
+  if (vectorized) {
+    const uint4* vx = reinterpret_cast<const uint4*>(x);
+    uint4* vg = reinterpret_cast<uint4*>(g);
+    const int64_t nv = v / kVec<T>;
+    for (int64_t i = threadIdx.x; i < nv; i += kThreads) {
+      const uint4 bits = vx[i];
+      const T* in = reinterpret_cast<const T*>(&bits);
+      uint4 out_bits;
+      T* out = reinterpret_cast<T*>(&out_bits);
+#pragma unroll
+      for (int k = 0; k < kVec<T>; ++k) out[k] = FromFloat<T>(value(i * kVec<T> + k, ToFloat(in[k])));
+      vg[i] = out_bits;
+    }
+    return;
+  }
+  for (int64_t j = threadIdx.x; j < v; j += kThreads) g[j] = FromFloat<T>(value(j, ToFloat(x[j])));
+}
+
+// 16-byte loads need every row to start on a 16-byte boundary.
+template <typename T>
+bool Vectorizable(const void* a, const void* b, int64_t v) {
+  const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+  return v % kVec<T> == 0 && aligned(a) && (b == nullptr || aligned(b));
+}
+
+template <typename T>
+int Forward(const void* logits, int64_t n, int64_t v, const int64_t* labels, int64_t ignore_index, float* lse,
+            float* row_loss, cudaStream_t stream) {
+  if (n == 0) return 0;
+  const T* x = static_cast<const T*>(logits);
+  ForwardKernel<T><<<static_cast<unsigned>(n), kThreads, 0, stream>>>(x, v, Vectorizable<T>(x, nullptr, v), labels,
+                                                                      ignore_index, lse, row_loss);
+  return static_cast<int>(cudaGetLastError());
+}
+
+template <typename T>
+int Backward(const void* logits, int64_t n, int64_t v, const int64_t* labels, int64_t ignore_index,
+             const float* lse, const float* grad_loss, const float* count, void* grad_logits,
+             cudaStream_t stream) {
+  if (n == 0) return 0;
+  const T* x = static_cast<const T*>(logits);
+  T* g = static_cast<T*>(grad_logits);
+  BackwardKernel<T><<<static_cast<unsigned>(n), kThreads, 0, stream>>>(
+      x, v, Vectorizable<T>(x, g, v), labels, ignore_index, lse, grad_loss, count, g);
+  return static_cast<int>(cudaGetLastError());
+}
+
+}  // namespace
+
+int LaunchCrossEntropyForward(LogitType type, const void* logits, int64_t n, int64_t v, const int64_t* labels,
+                              int64_t ignore_index, float* lse, float* row_loss, void* cuda_stream) {
+  auto stream = static_cast<cudaStream_t>(cuda_stream);
+  switch (type) {
+    case LogitType::kFloat32:
+      return Forward<float>(logits, n, v, labels, ignore_index, lse, row_loss, stream);
+    case LogitType::kBFloat16:
+      return Forward<__nv_bfloat16>(logits, n, v, labels, ignore_index, lse, row_loss, stream);
+    case LogitType::kFloat16:
+      return Forward<__half>(logits, n, v, labels, ignore_index, lse, row_loss, stream);
+  }
+  return static_cast<int>(cudaErrorInvalidValue);
+}
+
+int LaunchCrossEntropyBackward(LogitType type, const void* logits, int64_t n, int64_t v, const int64_t* labels,
+                               int64_t ignore_index, const float* lse, const float* grad_loss, const float* count,
+                               void* grad_logits, void* cuda_stream) {
+  auto stream = static_cast<cudaStream_t>(cuda_stream);
+  switch (type) {
+    case LogitType::kFloat32:
+      return Backward<float>(logits, n, v, labels, ignore_index, lse, grad_loss, count, grad_logits, stream);
+    case LogitType::kBFloat16:
+      return Backward<__nv_bfloat16>(logits, n, v, labels, ignore_index, lse, grad_loss, count, grad_logits,
+                                     stream);
+    case LogitType::kFloat16:
+      return Backward<__half>(logits, n, v, labels, ignore_index, lse, grad_loss, count, grad_logits, stream);
+  }
+  return static_cast<int>(cudaErrorInvalidValue);
+}
+
+const char* CrossEntropyErrorName(int error) { return cudaGetErrorName(static_cast<cudaError_t>(error)); }
+
+}  // namespace fedfm::model::internal::cuda
