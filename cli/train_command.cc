@@ -17,6 +17,7 @@
 #include "cli/command.h"
 #include "client/local_training.h"
 #include "model/runtime.h"
+#include "model/trace.h"
 #include "protocols/config/config.h"
 
 namespace fedfm::cli {
@@ -267,11 +268,14 @@ void RegisterTrainBench(CLI::App& bench, Action& action, const GlobalFlags&) {
   cmd->add_option("--dtype", req->dtype, "f32 | bf16")->check(CLI::IsMember({"f32", "bf16"}))->capture_default_str();
   cmd->add_option("--device", req->device, "cpu or cuda[:N]")->capture_default_str();
   cmd->add_option("--seed", req->seed, "Seed of the random tokens and the adapter")->capture_default_str();
-  cmd->callback([&action, req, method, threads] {
-    action = [req, method, threads] {
+  auto trace = std::make_shared<std::string>();
+  cmd->add_option("--trace", *trace, "Also write a Chrome trace of the LibTorch operators and CUDA kernels to FILE");
+  cmd->callback([&action, req, method, threads, trace] {
+    action = [req, method, threads, trace] {
       if (*threads > 0) model::SetTorchThreads(*threads);
       req->method = *method == "partial" ? protocols::Method::kPartial : protocols::Method::kLora;
-      absl::StatusOr<client::BenchTrainResult> r = client::BenchTrain(*req);
+      absl::StatusOr<client::BenchTrainResult> r =
+          model::Traced(*trace, req->device.rfind("cuda", 0) == 0, [&] { return client::BenchTrain(*req); });
       if (!r.ok()) return Fail("bench train", r.status());
       json out{{"benchmark", "train"},
                {"method", *method},

@@ -14,6 +14,7 @@
 #include "absl/strings/str_join.h"
 #include "cli/command.h"
 #include "client/zeroth_order_trainer_bench.h"
+#include "model/trace.h"
 
 namespace fedfm::cli {
 
@@ -52,10 +53,12 @@ void RegisterZerothOrderBench(CLI::App& bench, Action& action, const GlobalFlags
       ->check(CLI::IsMember({"spsa", "forward"}))
       ->capture_default_str();
   cmd->add_option("--seed", req->seed, "Seed of the token ids, adapter and random weights")->capture_default_str();
-  cmd->callback([&action, req, model] {
-    action = [req, model] {
+  auto trace = std::make_shared<std::string>();
+  cmd->add_option("--trace", *trace, "Also write a Chrome trace of the LibTorch operators and CUDA kernels to FILE");
+  cmd->callback([&action, req, model, trace] {
+    action = [req, model, trace] {
       req->model = *model;
-      auto r = client::BenchZerothOrder(*req);
+      absl::StatusOr<client::ZoBenchResult> r = model::Traced(*trace, req->device.rfind("cuda", 0) == 0, [&] { return client::BenchZerothOrder(*req); });
       if (!r.ok()) return Fail("bench zo", r.status());
       nlohmann::json out{{"benchmark", "zo"},
                          {"model", r->model},
