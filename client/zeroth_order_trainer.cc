@@ -102,12 +102,9 @@ class FlatParameters final : public zeroth_order::PerturbableParameters {
     }
   }
 
+  // One batched call: on CUDA the segments share kernel launches.
   absl::Status AddScaledNoise(uint64_t seed, zeroth_order::NoiseKind kind, float alpha) override {
-    for (const View& v : views_) {
-      FEDFM_RETURN_IF_ERROR(
-          zeroth_order::AddScaledNoise(v.values, zeroth_order::NoiseStream{seed, v.tensor_index, kind}, alpha, v.offset));
-    }
-    return absl::OkStatus();
+    return zeroth_order::AddScaledNoiseSpans(views_, seed, kind, alpha);
   }
 
   absl::Status Scale(float factor) override {
@@ -119,13 +116,8 @@ class FlatParameters final : public zeroth_order::PerturbableParameters {
   const torch::Tensor& flat() const { return flat_; }
 
  private:
-  struct View {
-    torch::Tensor values;
-    uint32_t tensor_index;
-    uint64_t offset;
-  };
   torch::Tensor flat_;
-  std::vector<View> views_;
+  std::vector<zeroth_order::NoiseSpan> views_;
 };
 
 // Releases a forward-AD level (and every tangent set at it), also on throw.

@@ -4,7 +4,10 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
+#include "protocols/status_macros.h"
 #include "zeroth_order/internal/noise_cuda_dispatch.h"
 #include "zeroth_order/noise_kernels.h"
 
@@ -34,6 +37,26 @@ absl::Status CudaAddScaledNoise(const torch::Tensor& tensor, const NoiseStream& 
                       reinterpret_cast<uint16_t*>(tensor.data_ptr<at::BFloat16>()),
                       tensor.numel(), stream, offset, alpha, cuda_stream),
                   "noise update");
+}
+
+absl::Status CudaAddScaledNoiseSpans(std::span<const NoiseSpan> spans, uint64_t seed, NoiseKind kind,
+                                     float alpha) {
+  if (spans.empty()) return absl::OkStatus();
+  const torch::Device device = spans.front().values.device();
+  const c10::cuda::CUDAGuard device_guard(device);
+  void* cuda_stream = c10::cuda::getCurrentCUDAStream(device.index()).stream();
+  cuda::NoiseSpanF32 batch[cuda::kMaxSpansPerLaunch];
+  for (size_t first = 0; first < spans.size(); first += cuda::kMaxSpansPerLaunch) {
+    const size_t count = std::min(spans.size() - first, static_cast<size_t>(cuda::kMaxSpansPerLaunch));
+    for (size_t i = 0; i < count; ++i) {
+      const NoiseSpan& s = spans[first + i];
+      batch[i] = {s.values.data_ptr<float>(), s.values.numel(), s.tensor_index, s.offset};
+    }
+    FEDFM_RETURN_IF_ERROR(FromCuda(
+        cuda::LaunchAddScaledNoiseSpansF32(batch, static_cast<int>(count), seed, kind, alpha, cuda_stream),
+        "batched noise update"));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status CudaFillNoise(const torch::Tensor& out, const NoiseStream& stream,

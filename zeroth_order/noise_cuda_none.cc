@@ -13,6 +13,7 @@ bool CudaNoiseCompiledIn() { return false; }
 absl::Status CudaAddScaledNoise(const torch::Tensor&, const NoiseStream&, float, uint64_t) {
   return NotBuilt();
 }
+absl::Status CudaAddScaledNoiseSpans(std::span<const NoiseSpan>, uint64_t, NoiseKind, float) { return NotBuilt(); }
 absl::Status CudaFillNoise(const torch::Tensor&, const NoiseStream&, uint64_t) {
   return NotBuilt();
 }

@@ -45,6 +45,36 @@ TEST(NoiseGpuTest, NoiseIsBitIdenticalToTheCpu) {
   }
 }
 
+// Spans of one flat buffer perturbed in batched launches (more spans than
+// one launch takes, odd offsets and lengths, an empty span) give the CPU's bits.
+TEST(NoiseGpuTest, BatchedSpansMatchTheCpu) {
+  if (const char* why = CudaMissing()) GTEST_SKIP() << why;
+  const int64_t num_spans = 150;
+  std::vector<int64_t> lengths;
+  int64_t total = 0;
+  for (int64_t i = 0; i < num_spans; ++i) {
+    lengths.push_back(i == 7 ? 0 : 1 + (i * 7919) % 5003);
+    total += lengths.back();
+  }
+  const torch::Tensor theta = RandomParams(total, 3);
+  for (NoiseKind kind : {NoiseKind::kGaussian, NoiseKind::kRademacher}) {
+    torch::Tensor cpu = theta.clone(), gpu = theta.to(torch::kCUDA);
+    std::vector<NoiseSpan> cpu_spans, gpu_spans;
+    int64_t at = 0;
+    for (int64_t i = 0; i < num_spans; ++i) {
+      const auto index = static_cast<uint32_t>(i % 11);
+      const uint64_t offset = static_cast<uint64_t>(i * 13);
+      cpu_spans.push_back({cpu.narrow(0, at, lengths[i]), index, offset});
+      gpu_spans.push_back({gpu.narrow(0, at, lengths[i]), index, offset});
+      at += lengths[i];
+    }
+    ASSERT_TRUE(AddScaledNoiseSpans(cpu_spans, 77, kind, -2e-3f).ok());
+    ASSERT_TRUE(AddScaledNoiseSpans(gpu_spans, 77, kind, -2e-3f).ok());
+    EXPECT_TRUE(torch::equal(gpu.cpu(), cpu)) << NoiseKindName(kind);
+    EXPECT_FALSE(torch::equal(cpu, theta)) << NoiseKindName(kind);
+  }
+}
+
 TEST(NoiseGpuTest, FusedUpdateMatchesTheCpu) {
   if (const char* why = CudaMissing()) GTEST_SKIP() << why;
   for (NoiseKind kind : {NoiseKind::kGaussian, NoiseKind::kRademacher}) {

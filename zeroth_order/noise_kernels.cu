@@ -75,6 +75,30 @@ __global__ void FillNoiseKernel(float* out, int64_t n, NoiseStream s, uint64_t o
   }
 }
 
+struct SpanBatch {
+  NoiseSpanF32 spans[kMaxSpansPerLaunch];
+};
+
+// blockIdx.y picks the span; the x blocks stride over its quads.
+__global__ void AddScaledNoiseSpansKernel(SpanBatch batch, uint64_t seed, NoiseKind kind, float alpha) {
+  const NoiseSpanF32& span = batch.spans[blockIdx.y];
+  const NoiseStream s{seed, span.tensor_index, kind};
+  const uint64_t first_quad = span.offset / 4;
+  const uint64_t num_quads = (span.offset + span.n + 3) / 4 - first_quad;
+  for (uint64_t t = blockIdx.x * static_cast<uint64_t>(blockDim.x) + threadIdx.x; t < num_quads;
+       t += static_cast<uint64_t>(gridDim.x) * blockDim.x) {
+    const uint64_t q = first_quad + t;
+    float z[4];
+    QuadNoise(s, q, z);
+    for (int j = 0; j < 4; ++j) {
+      const uint64_t e = q * 4 + j;
+      if (e >= span.offset && e < span.offset + span.n) {
+        Store(span.data, static_cast<int64_t>(e - span.offset), alpha, z[j]);
+      }
+    }
+  }
+}
+
 unsigned GridFor(int64_t n, uint64_t offset) {
   const uint64_t quads = (offset + n + 3) / 4 - offset / 4;
   const uint64_t blocks = (quads + kThreads - 1) / kThreads;
@@ -98,6 +122,24 @@ int LaunchAddScaledNoiseBf16(uint16_t* data, int64_t n, NoiseStream stream, uint
   AddScaledNoiseKernel<uint16_t><<<GridFor(n, offset), kThreads, 0,
                                    static_cast<cudaStream_t>(cuda_stream)>>>(data, n, stream,
                                                                              offset, alpha);
+  return static_cast<int>(cudaGetLastError());
+}
+
+int LaunchAddScaledNoiseSpansF32(const NoiseSpanF32* spans, int count, uint64_t seed, NoiseKind kind,
+                                 float alpha, void* cuda_stream) {
+  if (count <= 0) return 0;
+  if (count > kMaxSpansPerLaunch) return static_cast<int>(cudaErrorInvalidValue);
+  SpanBatch batch;
+  unsigned grid_x = 1;
+  for (int i = 0; i < count; ++i) {
+    batch.spans[i] = spans[i];
+    if (spans[i].n > 0) {
+      const unsigned g = GridFor(spans[i].n, spans[i].offset);
+      if (g > grid_x) grid_x = g;
+    }
+  }
+  AddScaledNoiseSpansKernel<<<dim3(grid_x, static_cast<unsigned>(count)), kThreads, 0,
+                              static_cast<cudaStream_t>(cuda_stream)>>>(batch, seed, kind, alpha);
   return static_cast<int>(cudaGetLastError());
 }
 

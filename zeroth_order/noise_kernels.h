@@ -25,6 +25,20 @@ int LaunchAddScaledNoiseF32(float* data, int64_t n, NoiseStream stream, uint64_t
 // bf16 as raw bits: data[i] = bf16_rne(fl(float(data[i]) + fl(alpha * z[offset + i]))).
 int LaunchAddScaledNoiseBf16(uint16_t* data, int64_t n, NoiseStream stream, uint64_t offset,
                              float alpha, void* cuda_stream);
+// Many float32 pieces perturbed by one kernel (the many small tensors of a
+// LoRA adapter would otherwise cost a launch each): for every span,
+// data[i] = fl(data[i] + fl(alpha * z[offset + i])) with z the stream
+// (seed, tensor_index, kind). Bit-identical to LaunchAddScaledNoiseF32 span by span.
+struct NoiseSpanF32 {
+  float* data = nullptr;
+  int64_t n = 0;
+  uint32_t tensor_index = 0;
+  uint64_t offset = 0;
+};
+inline constexpr int kMaxSpansPerLaunch = 64;  // kernel parameters stay under 4 KB
+// count <= kMaxSpansPerLaunch.
+int LaunchAddScaledNoiseSpansF32(const NoiseSpanF32* spans, int count, uint64_t seed, NoiseKind kind,
+                                 float alpha, void* cuda_stream);
 // out[i] = z[offset + i], i < n (for tests against the CPU reference).
 int LaunchFillNoise(float* out, int64_t n, NoiseStream stream, uint64_t offset,
                     void* cuda_stream);

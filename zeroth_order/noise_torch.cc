@@ -2,9 +2,11 @@
 
 #include <torch/csrc/autograd/variable.h>
 
+#include <algorithm>
 #include <span>
 
 #include "absl/strings/str_cat.h"
+#include "protocols/status_macros.h"
 #include "zeroth_order/internal/noise_cuda_dispatch.h"
 #include "zeroth_order/noise.h"
 
@@ -64,6 +66,22 @@ absl::Status AddScaledNoise(const torch::Tensor& tensor, const NoiseStream& stre
     });
   }
   BumpVersion(tensor);
+  return absl::OkStatus();
+}
+
+absl::Status AddScaledNoiseSpans(std::span<const NoiseSpan> spans, uint64_t seed, NoiseKind kind, float alpha) {
+  const auto batched = [&](const NoiseSpan& s) {
+    return s.values.defined() && s.values.is_cuda() && s.values.scalar_type() == torch::kFloat32 &&
+           s.values.is_contiguous() && s.values.device() == spans.front().values.device();
+  };
+  if (!spans.empty() && std::all_of(spans.begin(), spans.end(), batched) && internal::CudaNoiseCompiledIn()) {
+    FEDFM_RETURN_IF_ERROR(internal::CudaAddScaledNoiseSpans(spans, seed, kind, alpha));
+    for (const NoiseSpan& s : spans) BumpVersion(s.values);
+    return absl::OkStatus();
+  }
+  for (const NoiseSpan& s : spans) {
+    FEDFM_RETURN_IF_ERROR(AddScaledNoise(s.values, NoiseStream{seed, s.tensor_index, kind}, alpha, s.offset));
+  }
   return absl::OkStatus();
 }
 

@@ -9,6 +9,8 @@
 
 #include <torch/torch.h>
 
+#include <span>
+
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "zeroth_order/noise_stream.h"
@@ -25,6 +27,19 @@ namespace fedfm::zeroth_order {
 // unsupported device.
 absl::Status AddScaledNoise(const torch::Tensor& tensor, const NoiseStream& stream, float alpha,
                             uint64_t offset = 0);
+
+// One piece of a batched perturbation: `values` takes z[offset + i] of the
+// stream (seed, tensor_index, kind) given to AddScaledNoiseSpans.
+struct NoiseSpan {
+  torch::Tensor values;  // contiguous float32 or bfloat16
+  uint32_t tensor_index = 0;
+  uint64_t offset = 0;
+};
+
+// AddScaledNoise(span.values, {seed, span.tensor_index, kind}, alpha,
+// span.offset) for every span, with the same bits; float32 CUDA spans on one
+// device share a kernel launch (up to 64 spans each) instead of one per span.
+absl::Status AddScaledNoiseSpans(std::span<const NoiseSpan> spans, uint64_t seed, NoiseKind kind, float alpha);
 
 // A new float32 tensor of `shape` on `device` holding z[offset .. offset + numel).
 absl::StatusOr<torch::Tensor> NoiseTensor(const NoiseStream& stream, at::IntArrayRef shape,

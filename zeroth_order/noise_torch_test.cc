@@ -63,6 +63,23 @@ TEST(NoiseTorchTest, TorchThreadCountDoesNotChangeBits) {
   EXPECT_TRUE(torch::equal(a, b));
 }
 
+TEST(NoiseTorchTest, SpansAreTheSameAsOneCallPerSpan) {
+  torch::Tensor flat = torch::arange(1000, torch::kFloat32).sin_().mul_(0.1);
+  torch::Tensor bf16 = torch::arange(300, torch::kFloat32).cos_().to(torch::kBFloat16);
+  torch::Tensor want = flat.clone(), want_bf16 = bf16.clone();
+  ASSERT_TRUE(AddScaledNoise(want.narrow(0, 0, 400), {5, 0, NoiseKind::kGaussian}, 0.5f, 0).ok());
+  ASSERT_TRUE(AddScaledNoise(want.narrow(0, 400, 600), {5, 3, NoiseKind::kGaussian}, 0.5f, 17).ok());
+  ASSERT_TRUE(AddScaledNoise(want_bf16, {5, 1, NoiseKind::kGaussian}, 0.5f, 0).ok());
+  const std::vector<NoiseSpan> spans = {
+      {flat.narrow(0, 0, 400), 0, 0}, {flat.narrow(0, 400, 600), 3, 17}, {bf16, 1, 0}};
+  ASSERT_TRUE(AddScaledNoiseSpans(spans, 5, NoiseKind::kGaussian, 0.5f).ok());
+  EXPECT_TRUE(torch::equal(flat, want));
+  EXPECT_TRUE(torch::equal(bf16, want_bf16));
+  EXPECT_FALSE(AddScaledNoiseSpans(std::vector<NoiseSpan>{{torch::zeros({4}, torch::kInt)}}, 5,
+                                   NoiseKind::kGaussian, 0.5f)
+                   .ok());
+}
+
 TEST(NoiseTorchTest, RejectsUntrainableTensors) {
   const NoiseStream s{1, 0, NoiseKind::kGaussian};
   EXPECT_EQ(AddScaledNoise(torch::zeros({4}, torch::kInt32), s, 1.0f).code(),

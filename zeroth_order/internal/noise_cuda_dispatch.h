@@ -9,6 +9,7 @@
 
 #include "absl/status/status.h"
 #include "zeroth_order/noise_stream.h"
+#include "zeroth_order/noise_torch.h"
 
 namespace fedfm::zeroth_order::internal {
 
@@ -16,6 +17,9 @@ bool CudaNoiseCompiledIn();
 // `tensor`: contiguous, float32 or bfloat16, on a CUDA device (checked by the caller).
 absl::Status CudaAddScaledNoise(const torch::Tensor& tensor, const NoiseStream& stream,
                                 float alpha, uint64_t offset);
+// Every span's values: contiguous float32 on one CUDA device (checked by the caller).
+absl::Status CudaAddScaledNoiseSpans(std::span<const NoiseSpan> spans, uint64_t seed, NoiseKind kind,
+                                     float alpha);
 // `out`: contiguous float32 on a CUDA device.
 absl::Status CudaFillNoise(const torch::Tensor& out, const NoiseStream& stream,
                            uint64_t offset);
