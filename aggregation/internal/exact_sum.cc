@@ -98,33 +98,132 @@ double WideAccumulator::ToDouble() const {
   return RoundToDouble(negative, mag, 6, kWideLsbExponent);
 }
 
-ExactSumVector::ExactSumVector(int64_t size) : mantissa_(size, 0), exponent_(size, 0) {}
+ExactSumVector::ExactSumVector(int64_t size)
+    : fast_(size, 0.0), blocks_((size + kBlock - 1) / kBlock), windows_((size + kBlock - 1) / kBlock) {}
+
+int64_t ExactSumVector::window_blocks() const {
+  int64_t n = 0;
+  for (const auto& w : windows_) n += w != nullptr;
+  return n;
+}
+
+ExactSumVector::Windows& ExactSumVector::WindowsOf(int64_t block) {
+  std::unique_ptr<Windows>& w = windows_[block];
+  if (w == nullptr) w = std::make_unique<Windows>();
+  return *w;
+}
 
 void ExactSumVector::Spill(int64_t i) {
+  Windows& win = *windows_[i / kBlock];
+  Int128& a = win.mantissa[i % kBlock];
+  int16_t& f = win.exponent[i % kBlock];
   WideAccumulator& w = wide_[i];
-  if (mantissa_[i] != 0) w.Add(mantissa_[i], exponent_[i]);
-  mantissa_[i] = 0;
-  exponent_[i] = kSpilled;
+  if (a != 0) w.Add(a, f);
+  a = 0;
+  f = kSpilled;
 }
 
 void ExactSumVector::Add(int64_t i, float value, uint64_t weight) {
-  if (value == 0.0f || weight == 0) return;
   FEDFM_CHECK(std::isfinite(value));
-  const auto bits = std::bit_cast<uint32_t>(value);
-  const bool negative = (bits >> 31) != 0;
-  const int biased = static_cast<int>((bits >> 23) & 0xFF);
-  const uint32_t fraction = bits & 0x7FFFFF;
-  // value * weight = p * 2^e exactly, p < 2^88.
-  const uint64_t m = biased == 0 ? fraction : (fraction | 0x800000u);
-  const int e = biased == 0 ? -149 : biased - 150;
-  const UInt128 p = static_cast<UInt128>(m) * weight;
+  AddRange(i, std::span<const float>(&value, 1), weight);
+}
 
-  int16_t& f = exponent_[i];
+void ExactSumVector::AddRange(int64_t begin, std::span<const float> values, uint64_t weight) {
+  FEDFM_CHECK(begin >= 0 && begin + static_cast<int64_t>(values.size()) <= size());
+  if (weight == 0) return;
+  while (!values.empty()) {
+    const int64_t block = begin / kBlock;
+    const auto n = static_cast<size_t>(std::min<int64_t>((block + 1) * kBlock - begin, values.size()));
+    AddToBlock(block, begin, values.first(n), weight);
+    begin += static_cast<int64_t>(n);
+    values = values.subspan(n);
+  }
+}
+
+void ExactSumVector::AddToBlock(int64_t block, int64_t begin, std::span<const float> values, uint64_t weight) {
+  // value * weight is exact in a double for weight < 2^29 (24 + 29 bits).
+  if (weight >= (uint64_t{1} << 29)) {
+    AddToWindows(begin, values, weight);
+    return;
+  }
+  // One pass over the new values: the largest magnitude, and a lower bound
+  // on the exponent of their least significant bits ((bits - 1) >> 23 is the
+  // biased exponent, one less for exact powers of two, 0 for subnormals, and
+  // 0x1FF for zeros, which thereby drop out of the minimum). Branch-free so
+  // that it vectorises.
+  uint32_t max_bits = 0, min_key = 0x1FF;
+  for (const float v : values) {
+    const uint32_t bits = std::bit_cast<uint32_t>(v) & 0x7FFFFFFFu;
+    max_bits = std::max(max_bits, bits);
+    min_key = std::min(min_key, (bits - 1) >> 23);
+  }
+  if (max_bits == 0) return;  // all zeros
+  if (max_bits >= 0x7F800000u) {  // NaN or infinity: the element path checks
+    AddToWindows(begin, values, weight);
+    return;
+  }
+  // Every new value * weight is a multiple of 2^e_min.
+  const int e_min = std::max<int>(static_cast<int>(min_key), 1) - 150;
+  const double w = static_cast<double>(weight);
+  const double max_new = static_cast<double>(std::bit_cast<float>(max_bits)) * w;  // exact
+  BlockState& state = blocks_[block];
+  // Both the block's values and the new ones are multiples of 2^lsb; a sum of
+  // two such values, at most 2^(53 + lsb) in magnitude, is exact in a double.
+  auto fits = [&](int lsb) {
+    const double limit = std::ldexp(1.0, 53 + lsb);
+    // limit - max_new is exact: both are multiples of 2^lsb in [0, 2^(53+lsb)].
+    return max_new <= limit && state.max_magnitude <= limit - max_new;
+  };
+  int lsb = std::min<int>(state.lsb_exponent, e_min);
+  if (!fits(lsb) && state.lsb_exponent != INT16_MAX) {
+    // The bound only grows (by max_new per add); measure it before giving up.
+    const int64_t first = block * kBlock, last = std::min<int64_t>(first + kBlock, size());
+    double measured = 0.0;
+    for (int64_t i = first; i < last; ++i) measured = std::max(measured, std::fabs(fast_[i]));
+    state.max_magnitude = measured;
+    if (!fits(lsb)) {
+      FlushBlock(block);
+      lsb = e_min;
+    }
+  }
+  if (!fits(lsb)) {  // too wide even alone: the values span more than a double
+    AddToWindows(begin, values, weight);
+    return;
+  }
+  state.lsb_exponent = static_cast<int16_t>(lsb);
+  // A bound, not the maximum: |old + new| <= B + max_new, both multiples of
+  // 2^lsb and their sum <= 2^(53+lsb), so the sum is exact as well.
+  state.max_magnitude += max_new;
+  double* fast = fast_.data() + begin;
+  for (size_t k = 0; k < values.size(); ++k) {
+    fast[k] += static_cast<double>(values[k]) * w;  // exact, see above
+  }
+}
+
+void ExactSumVector::FlushBlock(int64_t block) {
+  BlockState& state = blocks_[block];
+  const int64_t begin = block * kBlock;
+  const int64_t end = std::min<int64_t>(begin + kBlock, size());
+  for (int64_t i = begin; i < end; ++i) {
+    const double v = fast_[i];
+    if (v == 0.0) continue;
+    // v = m * 2^F with |m| <= 2^53: an exact integer after scaling.
+    const auto m = static_cast<int64_t>(std::ldexp(v, -state.lsb_exponent));
+    const UInt128 p = static_cast<UInt128>(m < 0 ? -static_cast<uint64_t>(m) : static_cast<uint64_t>(m));
+    AddProduct(i, m < 0, p, state.lsb_exponent);
+    fast_[i] = 0.0;
+  }
+  state = BlockState();
+}
+
+void ExactSumVector::AddProduct(int64_t i, bool negative, UInt128 p, int e) {
+  Windows& win = WindowsOf(i / kBlock);
+  int16_t& f = win.exponent[i % kBlock];
   if (f == kSpilled) {
     wide_[i].Add(negative ? -static_cast<Int128>(p) : static_cast<Int128>(p), e);
     return;
   }
-  Int128& a = mantissa_[i];
+  Int128& a = win.mantissa[i % kBlock];
   // Align both operands at the lower exponent. The window is not kept
   // normalised on this hot path; trailing zeros are stripped only when an
   // operand would not fit.
@@ -140,13 +239,14 @@ void ExactSumVector::Add(int64_t i, float value, uint64_t weight) {
   f = static_cast<int16_t>(lo);
 }
 
-void ExactSumVector::AddRange(int64_t begin, std::span<const float> values, uint64_t weight) {
-  FEDFM_CHECK(begin >= 0 && begin + static_cast<int64_t>(values.size()) <= size());
-  if (weight == 0) return;
+void ExactSumVector::AddToWindows(int64_t begin, std::span<const float> values, uint64_t weight) {
+  Windows& win = WindowsOf(begin / kBlock);
+  const int64_t offset = begin % kBlock;
+  FEDFM_CHECK(offset + static_cast<int64_t>(values.size()) <= kBlock);
   // Upper bound on the bits of m * weight.
   const int p_bits = 24 + static_cast<int>(std::bit_width(weight));
-  Int128* mantissa = mantissa_.data() + begin;
-  int16_t* exponent = exponent_.data() + begin;
+  Int128* mantissa = win.mantissa.data() + offset;
+  int16_t* exponent = win.exponent.data() + offset;
   for (size_t k = 0; k < values.size(); ++k) {
     const float value = values[k];
     if (value == 0.0f) continue;
@@ -171,13 +271,18 @@ void ExactSumVector::AddRange(int64_t begin, std::span<const float> values, uint
         continue;
       }
     }
-    Add(begin + static_cast<int64_t>(k), value, weight);
+    FEDFM_CHECK(std::isfinite(value));
+    // value * weight = p * 2^e exactly, p < 2^88.
+    const uint32_t fraction = bits & 0x7FFFFF;
+    const uint64_t m = biased == 0 ? fraction : (fraction | 0x800000u);
+    AddProduct(begin + static_cast<int64_t>(k), (bits >> 31) != 0, static_cast<UInt128>(m) * weight, e);
   }
 }
 
 void ExactSumVector::AddSlow(int64_t i, bool negative, UInt128 p, int e) {
-  Int128& a = mantissa_[i];
-  int16_t& f = exponent_[i];
+  Windows& win = *windows_[i / kBlock];
+  Int128& a = win.mantissa[i % kBlock];
+  int16_t& f = win.exponent[i % kBlock];
   // Normalise both operands and retry the window once.
   const int tp = TrailingZeros(p);
   p >>= tp;
@@ -201,13 +306,33 @@ void ExactSumVector::AddSlow(int64_t i, bool negative, UInt128 p, int e) {
 }
 
 double ExactSumVector::Get(int64_t i) const {
-  if (exponent_[i] == kSpilled) return wide_.at(i).ToDouble();
-  const Int128 a = mantissa_[i];
+  const double fast = fast_[i];
+  const Windows* win = windows_[i / kBlock].get();
+  if (win == nullptr) return fast == 0.0 ? 0.0 : fast;  // a double that is the exact sum
+  int f = win->exponent[i % kBlock];
+  Int128 a = win->mantissa[i % kBlock];
+  if (fast != 0.0) {
+    // Both forms hold part of the sum: add them exactly, then round once.
+    const int lsb = blocks_[i / kBlock].lsb_exponent;
+    const auto m = static_cast<int64_t>(std::ldexp(fast, -lsb));  // exact, see FlushBlock
+    const int fa = a == 0 || f == kSpilled ? lsb : f;
+    const int lo = std::min(lsb, fa);
+    if (f != kSpilled && BitLength(Magnitude(a)) + (fa - lo) <= kWindowBits && 64 + (lsb - lo) <= kWindowBits) {
+      a = (a << (fa - lo)) + (static_cast<Int128>(m) << (lsb - lo));
+      f = lo;
+    } else {
+      WideAccumulator w = f == kSpilled ? wide_.at(i) : WideAccumulator();
+      if (f != kSpilled && a != 0) w.Add(a, f);
+      w.Add(m, lsb);
+      return w.ToDouble();
+    }
+  } else if (f == kSpilled) {
+    return wide_.at(i).ToDouble();
+  }
   if (a == 0) return 0.0;
   // int128 -> double is correctly rounded (libgcc / compiler-rt), and scaling
   // by 2^F is exact in the normal range (|value| >= 2^-149); the result is the
   // same correctly rounded value RoundToDouble gives, only faster.
-  const int f = exponent_[i];
   const double scale = std::bit_cast<double>(static_cast<uint64_t>(f + 1023) << 52);
   return static_cast<double>(a) * scale;
 }

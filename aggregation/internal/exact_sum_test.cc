@@ -122,6 +122,79 @@ TEST(AggregationExactSumTest, WindowAndWideFormsAgree) {
   for (int64_t i = 0; i < size; ++i) EXPECT_EQ(Bits(s.Get(i)), Bits(wide[i].ToDouble())) << i;
 }
 
+// The exact value of value * weight added to `wide` (the reference).
+void AddToWide(WideAccumulator& wide, float value, uint64_t weight) {
+  if (value == 0.0f) return;
+  int e;
+  const float m = std::frexp(value, &e);  // value = m * 2^e, |m| in [0.5, 1)
+  auto mant = static_cast<int64_t>(std::ldexp(static_cast<double>(m), 24));
+  int exp = e - 24;
+  for (; exp < -149; ++exp) mant /= 2;  // exact: subnormals have trailing zeros here
+  wide.Add(static_cast<Int128>(mant) * static_cast<Int128>(weight), exp);
+}
+
+TEST(AggregationExactSumTest, UpdatesWithSmallWeightsStayInTheFastFormAndAreExact) {
+  // Update-like rows (normal values around 1e-3, both signs, some exact
+  // zeros, weights up to 8) over several blocks and a partial one: no block
+  // needs windows, and every sum is the exact one.
+  const int64_t size = 3 * ExactSumVector::kBlock + 41;
+  std::mt19937 rng(21);
+  std::normal_distribution<float> normal(0.0f, 1e-3f);
+  std::uniform_int_distribution<uint64_t> weight(1, 8);
+  ExactSumVector s(size);
+  std::vector<WideAccumulator> reference(size);
+  for (int row = 0; row < 200; ++row) {
+    std::vector<float> v(size);
+    for (int64_t i = 0; i < size; ++i) v[i] = (i + row) % 31 == 0 ? 0.0f : normal(rng);
+    const uint64_t w = weight(rng);
+    s.AddRange(0, v, w);
+    for (int64_t i = 0; i < size; ++i) AddToWide(reference[i], v[i], w);
+  }
+  EXPECT_EQ(s.window_blocks(), 0);
+  for (int64_t i = 0; i < size; ++i) ASSERT_EQ(Bits(s.Get(i)), Bits(reference[i].ToDouble())) << i;
+}
+
+TEST(AggregationExactSumTest, MixedFormsAcrossBlocksMatchTheExactSum) {
+  // Ranges crossing block boundaries, rows whose values grow until a block's
+  // doubles overflow their 53 bits (moved into windows), rows spanning more
+  // than a double alone, tiny and huge values, weights >= 2^29: every path
+  // and their mixtures must still give the exact sum, in any order.
+  const int64_t size = 2 * ExactSumVector::kBlock + 77;
+  struct Row {
+    int64_t begin;
+    std::vector<float> values;
+    uint64_t weight;
+  };
+  std::mt19937 rng(33);
+  std::uniform_real_distribution<float> mantissa(-1.0f, 1.0f);
+  std::uniform_int_distribution<int64_t> position(0, size - 1);
+  std::vector<Row> rows;
+  for (int r = 0; r < 300; ++r) {
+    int64_t a = position(rng), b = position(rng);
+    if (a > b) std::swap(a, b);
+    Row row{a, std::vector<float>(static_cast<size_t>(b - a + 1)), 1 + static_cast<uint64_t>(r) * 37};
+    const int base = r % 50 == 7 ? 70 : (r % 50 == 11 ? -120 : -10 + r / 10);  // growth, then extremes
+    const int spread = r % 13 == 0 ? 60 : 8;
+    std::uniform_int_distribution<int> exponent(base - spread, base);
+    for (float& x : row.values) x = std::ldexp(mantissa(rng), exponent(rng));
+    if (r % 17 == 0) row.weight = (uint64_t{1} << 29) + static_cast<uint64_t>(r);
+    rows.push_back(std::move(row));
+  }
+  std::vector<WideAccumulator> reference(size);
+  for (const Row& row : rows) {
+    for (size_t k = 0; k < row.values.size(); ++k) AddToWide(reference[row.begin + k], row.values[k], row.weight);
+  }
+  for (int trial = 0; trial < 3; ++trial) {
+    ExactSumVector s(size);
+    for (const Row& row : rows) s.AddRange(row.begin, row.values, row.weight);
+    EXPECT_GT(s.window_blocks(), 0);
+    for (int64_t i = 0; i < size; ++i) {
+      ASSERT_EQ(Bits(s.Get(i)), Bits(reference[i].ToDouble())) << "trial " << trial << ", coordinate " << i;
+    }
+    std::shuffle(rows.begin(), rows.end(), rng);
+  }
+}
+
 TEST(AggregationExactSumTest, RoundsToNearestEven) {
   // 2^53 + 1 is a tie between 2^53 and 2^53 + 2: even wins. 2^53 + 3 rounds up.
   const uint64_t tie[2] = {(uint64_t{1} << 53) + 1, 0};
