@@ -40,52 +40,59 @@ uint64_t TensorRecordBytes(const std::string& name, const Tensor& t) {
   return 4 + name.size() + 1 + 1 + 8 * t.shape().size() + 4 + 8 + t.nbytes();
 }
 
-// Parses one tensor record at `p` (with `available` bytes). Returns the number
-// of bytes consumed, 0 if more bytes are needed, or an error.
-absl::StatusOr<size_t> ParseRecord(const std::byte* p, size_t available, uint64_t stream_offset,
-                                   const DecodeLimits& limits, TensorMap& map) {
-  auto where = [&](size_t local) { return absl::StrCat("offset ", stream_offset + local); };
-  if (available < 4) return 0;
+// Bytes of the record header at `p` (name, dtype, shape, scale and payload
+// size; the payload follows it): its full size once `available` bytes show
+// it, else the size to wait for next (> available). Errors for a bad name
+// length.
+absl::StatusOr<size_t> RecordHeaderBytes(const std::byte* p, size_t available, uint64_t stream_offset,
+                                         size_t tensor_index, const DecodeLimits& limits) {
+  if (available < 4) return 4;
   uint32_t name_len = Get<uint32_t>(p);
   if (name_len == 0 || name_len > limits.max_name_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat("tensor #", map.size(), " at ", where(0),
+    return absl::InvalidArgumentError(absl::StrCat("tensor #", tensor_index, " at offset ", stream_offset,
                                                    ": name length ", name_len, " outside 1..",
                                                    limits.max_name_bytes));
   }
-  if (available < 4 + name_len + 2) return 0;
-  std::string name(reinterpret_cast<const char*>(p + 4), name_len);
+  if (available < 4 + name_len + 2) return 4 + name_len + 2;
+  const uint8_t rank = Get<uint8_t>(p + 4 + name_len + 1);
+  return 4 + name_len + 2 + 8 * static_cast<size_t>(std::min<uint32_t>(rank, limits.max_rank)) + 12;
+}
+
+// Parses and validates the complete record header at `p` (all
+// RecordHeaderBytes of it).
+absl::StatusOr<StreamDecoder::Record> ParseRecordHeader(const std::byte* p, uint64_t stream_offset,
+                                                        const DecodeLimits& limits) {
+  auto where = [&](size_t local) { return absl::StrCat("offset ", stream_offset + local); };
+  uint32_t name_len = Get<uint32_t>(p);
+  StreamDecoder::Record r;
+  r.name.assign(reinterpret_cast<const char*>(p + 4), name_len);
   size_t at = 4 + name_len;
   auto bad = [&](const std::string& what) {
-    return absl::InvalidArgumentError(absl::StrCat("tensor \"", name, "\" at ", where(at), ": ", what));
+    return absl::InvalidArgumentError(absl::StrCat("tensor \"", r.name, "\" at ", where(at), ": ", what));
   };
   uint8_t dtype_code = Get<uint8_t>(p + at);
   uint8_t rank = Get<uint8_t>(p + at + 1);
   if (dtype_code >= kNumDTypes) return bad(absl::StrCat("unknown dtype code ", dtype_code));
   if (rank > limits.max_rank) return bad(absl::StrCat("rank ", rank, " exceeds ", limits.max_rank));
   at += 2;
-  if (available < at + 8 * rank + 12) return 0;
-  Shape shape(rank);
-  for (uint8_t i = 0; i < rank; ++i) shape[i] = Get<int64_t>(p + at + 8 * i);
+  r.shape.resize(rank);
+  for (uint8_t i = 0; i < rank; ++i) r.shape[i] = Get<int64_t>(p + at + 8 * i);
   at += 8 * rank;
-  float scale = Get<float>(p + at);
-  uint64_t payload = Get<uint64_t>(p + at + 4);
-  auto dtype = static_cast<DType>(dtype_code);
-  int64_t numel = NumElements(shape);
-  if (numel < 0) return bad(absl::StrCat("invalid shape ", ShapeString(shape)));
-  if (!std::isfinite(scale) || scale <= 0.0f) return bad(absl::StrCat("invalid scale ", scale));
+  r.scale = Get<float>(p + at);
+  const uint64_t payload = Get<uint64_t>(p + at + 4);
+  r.dtype = static_cast<DType>(dtype_code);
+  int64_t numel = NumElements(r.shape);
+  if (numel < 0) return bad(absl::StrCat("invalid shape ", ShapeString(r.shape)));
+  if (!std::isfinite(r.scale) || r.scale <= 0.0f) return bad(absl::StrCat("invalid scale ", r.scale));
   if (static_cast<uint64_t>(numel) > limits.max_total_bytes ||
-      payload != static_cast<uint64_t>(numel) * DTypeSize(dtype)) {
-    return bad(absl::StrCat("payload of ", payload, " bytes does not match shape ", ShapeString(shape),
-                            " of ", DTypeName(dtype)));
+      payload != static_cast<uint64_t>(numel) * DTypeSize(r.dtype)) {
+    return bad(absl::StrCat("payload of ", payload, " bytes does not match shape ", ShapeString(r.shape),
+                            " of ", DTypeName(r.dtype)));
   }
   if (payload > limits.max_total_bytes) return bad("payload exceeds the size limit");
-  at += 12;
-  if (available < at + payload) return 0;
-  FEDFM_ASSIGN_OR_RETURN(Tensor tensor, Tensor::FromBytes(dtype, std::move(shape),
-                                                          {p + at, static_cast<size_t>(payload)}, scale));
-  absl::Status inserted = map.Insert(name, std::move(tensor));
-  if (!inserted.ok()) return bad(std::string(inserted.message()));
-  return at + payload;
+  r.size = payload;
+  r.payload_offset = stream_offset + at + 12;
+  return r;
 }
 
 }  // namespace
@@ -137,15 +144,46 @@ absl::Status StreamDecoder::Append(std::span<const std::byte> chunk) {
                                                        limits_.max_total_bytes, " bytes"));
     return error_;
   }
-  pending_.insert(pending_.end(), chunk.begin(), chunk.end());
-  error_ = Parse();
+  error_ = Consume(chunk);
   return error_;
 }
 
-absl::Status StreamDecoder::Parse() {
-  size_t consumed = 0;
+absl::Status StreamDecoder::Consume(std::span<const std::byte> chunk) {
+  // Payload bytes go straight into their tensor's storage; only the stream
+  // header and record headers pass through pending_, one field at a time.
+  while (!chunk.empty()) {
+    if (record_.has_value()) {
+      const size_t n = static_cast<size_t>(std::min<uint64_t>(record_->size - record_->filled, chunk.size()));
+      std::memcpy(record_->storage.get() + record_->filled, chunk.data(), n);
+      record_->filled += n;
+      chunk = chunk.subspan(n);
+      if (record_->filled == record_->size) FEDFM_RETURN_IF_ERROR(CompleteRecord());
+      continue;
+    }
+    if (header_done_ && map_.size() == expected_tensors_) {
+      return absl::InvalidArgumentError(absl::StrCat("tensor stream at offset ", bytes_seen_ - chunk.size(), ": ",
+                                                     chunk.size(), " trailing bytes after the last tensor"));
+    }
+    // Header bytes, up to the end of the (stream or record) header.
+    for (;;) {
+      size_t need = kHeaderBytes;
+      if (header_done_) {
+        FEDFM_ASSIGN_OR_RETURN(need, RecordHeaderBytes(pending_.data(), pending_.size(), pending_offset_,
+                                                       map_.size(), limits_));
+      }
+      if (pending_.size() >= need) break;
+      if (chunk.empty()) return absl::OkStatus();
+      const size_t n = std::min(need - pending_.size(), chunk.size());
+      pending_.insert(pending_.end(), chunk.begin(), chunk.begin() + static_cast<std::ptrdiff_t>(n));
+      chunk = chunk.subspan(n);
+    }
+    FEDFM_RETURN_IF_ERROR(ParsePending());
+  }
+  return absl::OkStatus();
+}
+
+absl::Status StreamDecoder::ParsePending() {
   if (!header_done_) {
-    if (pending_.size() < kHeaderBytes) return absl::OkStatus();
     if (std::memcmp(pending_.data(), kMagic, 4) != 0) {
       return absl::InvalidArgumentError("tensor stream at offset 0: bad magic (not a fedfm tensor map)");
     }
@@ -161,21 +199,29 @@ absl::Status StreamDecoder::Parse() {
                                                      limits_.max_tensors));
     }
     header_done_ = true;
-    consumed = kHeaderBytes;
+  } else {
+    FEDFM_ASSIGN_OR_RETURN(Record r, ParseRecordHeader(pending_.data(), pending_offset_, limits_));
+    // Uninitialised storage: every byte is written before the tensor exists.
+    r.storage.reset(new std::byte[std::max<uint64_t>(r.size, 1)]);
+    record_ = std::move(r);
   }
-  while (map_.size() < expected_tensors_) {
-    FEDFM_ASSIGN_OR_RETURN(size_t used, ParseRecord(pending_.data() + consumed, pending_.size() - consumed,
-                                                    pending_offset_ + consumed, limits_, map_));
-    if (used == 0) break;
-    consumed += used;
+  pending_offset_ += pending_.size();
+  pending_.clear();
+  if (record_.has_value() && record_->size == 0) return CompleteRecord();
+  return absl::OkStatus();
+}
+
+absl::Status StreamDecoder::CompleteRecord() {
+  Record r = *std::move(record_);
+  record_.reset();
+  pending_offset_ += r.size;
+  const std::span<const std::byte> bytes(r.storage.get(), static_cast<size_t>(r.size));
+  std::shared_ptr<const void> owner(std::move(r.storage));
+  absl::Status inserted = map_.Insert(r.name, Tensor::View(r.dtype, std::move(r.shape), std::move(owner), bytes, r.scale));
+  if (!inserted.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tensor \"", r.name, "\" at offset ", r.payload_offset, ": ", inserted.message()));
   }
-  if (map_.size() == expected_tensors_ && consumed < pending_.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("tensor stream at offset ", pending_offset_ + consumed,
-                                                   ": ", pending_.size() - consumed,
-                                                   " trailing bytes after the last tensor"));
-  }
-  pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(consumed));
-  pending_offset_ += consumed;
   return absl::OkStatus();
 }
 

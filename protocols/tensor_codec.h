@@ -12,7 +12,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
+#include <string>
 #include <span>
 #include <vector>
 
@@ -42,8 +44,9 @@ absl::StatusOr<TensorMap> DecodeTensorMap(std::span<const std::byte> bytes,
                                           const DecodeLimits& limits = {});
 
 // Incremental decoder for chunked streams (gRPC uploads): feed chunks in order
-// with Append, then Finish. Memory is the decoded tensors plus at most one
-// partial field; a stream exceeding `limits.max_total_bytes` fails at the
+// with Append, then Finish. Payload bytes are copied once, from the chunk
+// into their tensor's own storage; memory is the decoded tensors plus at
+// most one record header; a stream exceeding `limits.max_total_bytes` fails at the
 // chunk that crosses it. Not thread-safe.
 class StreamDecoder {
  public:
@@ -53,15 +56,30 @@ class StreamDecoder {
   absl::StatusOr<TensorMap> Finish();
   uint64_t bytes_seen() const { return bytes_seen_; }
 
+  // A tensor record whose header has been read (internal).
+  struct Record {
+    std::string name;
+    DType dtype = DType::kF32;
+    Shape shape;
+    float scale = 1.0f;
+    uint64_t size = 0;            // payload bytes
+    uint64_t filled = 0;          // payload bytes received
+    uint64_t payload_offset = 0;  // stream offset of the payload
+    std::unique_ptr<std::byte[]> storage;
+  };
+
  private:
-  absl::Status Parse();
+  absl::Status Consume(std::span<const std::byte> chunk);
+  absl::Status ParsePending();
+  absl::Status CompleteRecord();
 
   DecodeLimits limits_;
-  std::vector<std::byte> pending_;
-  uint64_t pending_offset_ = 0;  // stream offset of pending_[0]
+  std::vector<std::byte> pending_;  // the header being read, at most one
+  uint64_t pending_offset_ = 0;     // stream offset of pending_[0]
   uint64_t bytes_seen_ = 0;
   bool header_done_ = false;
   uint32_t expected_tensors_ = 0;
+  std::optional<Record> record_;    // the tensor whose payload is arriving
   TensorMap map_;
   absl::Status error_;
 };

@@ -3,6 +3,7 @@
 #include <cstring>
 #include <random>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 
 namespace fedfm::protocols {
@@ -79,6 +80,18 @@ TEST(TensorCodecTest, CorruptFieldsAreRejectedWithTheTensorName) {
   std::vector<std::byte> trailing = good;
   trailing.push_back(std::byte{0});
   EXPECT_NE(DecodeTensorMap(trailing).status().message().find("trailing"), std::string_view::npos);
+}
+
+TEST(TensorCodecTest, TrailingBytesInALaterChunkNameTheirOffset) {
+  std::vector<std::byte> bytes = EncodeTensorMap(RandomMap(5));
+  StreamDecoder decoder;
+  ASSERT_TRUE(decoder.Append(bytes).ok());
+  const std::vector<std::byte> extra(3, std::byte{7});
+  absl::Status status = decoder.Append(extra);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(status.message().find(absl::StrCat("offset ", bytes.size(), ": 3 trailing bytes")), std::string_view::npos)
+      << status;
+  EXPECT_FALSE(decoder.Finish().ok());
 }
 
 TEST(TensorCodecTest, EnforcesSizeLimitWhileStreaming) {
