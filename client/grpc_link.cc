@@ -4,7 +4,11 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
+#include <functional>
 #include <random>
+#include <span>
+#include <string>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -275,7 +279,19 @@ class GrpcLink::Impl {
 
   // header (with its MAC), data in chunks, trailing MAC.
   absl::Status Upload(v1::UploadHeader header, std::span<const std::byte> data) {
-    header.set_total_bytes(data.size());
+    size_t at = 0;
+    return Upload(std::move(header), data.size(), [&](std::span<std::byte> out) {
+      std::memcpy(out.data(), data.data() + at, out.size());
+      at += out.size();
+    });
+  }
+
+  // As above, the `total` data bytes written chunk by chunk by `fill` (each
+  // call fills its whole buffer, the next bytes in order), so that nothing
+  // holds the whole encoding.
+  absl::Status Upload(v1::UploadHeader header, uint64_t total,
+                      const std::function<void(std::span<std::byte>)>& fill) {
+    header.set_total_bytes(total);
     Sign("UploadUpdate", &header);
     std::optional<secagg::HmacSha256Stream> mac;
     if (signs()) {
@@ -283,18 +299,20 @@ class GrpcLink::Impl {
       mac->Update(AsSpan(wire::SigningBytes(MethodName("UploadUpdate#data"), header)));
     }
     grpc::ClientContext context;
-    SetDeadline(context, data.size());
+    SetDeadline(context, total);
     v1::UploadResponse resp;
     std::unique_ptr<grpc::ClientWriter<v1::UploadChunk>> writer = stub_->UploadUpdate(&context, &resp);
     v1::UploadChunk chunk;
     *chunk.mutable_header() = std::move(header);
     bool open = writer->Write(chunk);
-    for (std::span<const std::byte> piece : protocols::SplitChunks(data, UploadChunkBytes())) {
-      if (!open) break;
-      chunk.set_data(reinterpret_cast<const char*>(piece.data()), piece.size());
-      if (mac.has_value()) {
-        mac->Update(secagg::ByteSpan(reinterpret_cast<const uint8_t*>(piece.data()), piece.size()));
-      }
+    const uint64_t step = UploadChunkBytes();
+    for (uint64_t sent = 0; sent < total && open; ) {
+      const auto n = static_cast<size_t>(std::min<uint64_t>(step, total - sent));
+      std::string* piece = chunk.mutable_data();  // keeps its buffer from chunk to chunk
+      piece->resize(n);
+      fill(std::span<std::byte>(reinterpret_cast<std::byte*>(piece->data()), n));
+      if (mac.has_value()) mac->Update(secagg::ByteSpan(reinterpret_cast<const uint8_t*>(piece->data()), n));
+      sent += n;
       open = writer->Write(chunk);
     }
     if (open) {
@@ -308,7 +326,7 @@ class GrpcLink::Impl {
     }
     if (open) writer->WritesDone();
     absl::Status status = FromGrpc(writer->Finish(), "UploadUpdate");
-    if (status.ok()) bytes_up_ += data.size();
+    if (status.ok()) bytes_up_ += total;
     return status;
   }
 
@@ -316,9 +334,10 @@ class GrpcLink::Impl {
     v1::UploadHeader header;
     wire::ToProto(binding, header.mutable_binding());
     wire::UpdateHeaderToProto(update, &header);
-    std::vector<std::byte> data;
-    if (update.kind == protocols::UpdateKind::kDense) data = protocols::EncodeTensorMap(update.delta);
-    return Upload(std::move(header), data);
+    if (update.kind != protocols::UpdateKind::kDense) return Upload(std::move(header), {});
+    // Encoded chunk by chunk, straight into the messages.
+    protocols::StreamEncoder encoder(update.delta);
+    return Upload(std::move(header), encoder.size(), [&](std::span<std::byte> out) { encoder.Next(out); });
   }
 
   absl::Status UploadMaskedInput(const Binding& binding, const secagg::MaskedInput& input,

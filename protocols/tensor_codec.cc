@@ -106,25 +106,60 @@ uint64_t EncodedSize(const TensorMap& map, const EncodeOptions& options) {
   return n;
 }
 
-std::vector<std::byte> EncodeTensorMap(const TensorMap& map, const EncodeOptions& options) {
-  std::vector<std::byte> out;
-  out.reserve(EncodedSize(map, options));
-  out.resize(4);
-  std::memcpy(out.data(), kMagic, 4);
-  Put<uint32_t>(out, kVersion);
-  Put<uint32_t>(out, static_cast<uint32_t>(map.size()));
+StreamEncoder::StreamEncoder(const TensorMap& map, const EncodeOptions& options) {
+  // Headers go into one buffer, payloads stay where they are (or in the wire
+  // dtype copy); segments list both in stream order.
+  auto header = [&](auto&& write) {
+    const size_t at = headers_.size();
+    write();
+    segments_.push_back({at, headers_.size() - at, nullptr});
+  };
+  header([&] {
+    headers_.resize(4);
+    std::memcpy(headers_.data(), kMagic, 4);
+    Put<uint32_t>(headers_, kVersion);
+    Put<uint32_t>(headers_, static_cast<uint32_t>(map.size()));
+  });
+  wire_.reserve(map.size());
   for (const auto& [name, original] : map) {
-    Tensor t = WireTensor(original, options);
-    Put<uint32_t>(out, static_cast<uint32_t>(name.size()));
-    for (char c : name) out.push_back(static_cast<std::byte>(c));
-    Put<uint8_t>(out, static_cast<uint8_t>(t.dtype()));
-    Put<uint8_t>(out, static_cast<uint8_t>(t.shape().size()));
-    for (int64_t d : t.shape()) Put<int64_t>(out, d);
-    Put<float>(out, t.scale());
-    Put<uint64_t>(out, t.nbytes());
-    auto bytes = t.bytes();
-    out.insert(out.end(), bytes.begin(), bytes.end());
+    wire_.push_back(WireTensor(original, options));
+    const Tensor& t = wire_.back();
+    header([&] {
+      Put<uint32_t>(headers_, static_cast<uint32_t>(name.size()));
+      for (char c : name) headers_.push_back(static_cast<std::byte>(c));
+      Put<uint8_t>(headers_, static_cast<uint8_t>(t.dtype()));
+      Put<uint8_t>(headers_, static_cast<uint8_t>(t.shape().size()));
+      for (int64_t d : t.shape()) Put<int64_t>(headers_, d);
+      Put<float>(headers_, t.scale());
+      Put<uint64_t>(headers_, t.nbytes());
+    });
+    if (t.nbytes() > 0) segments_.push_back({0, t.nbytes(), t.bytes().data()});
   }
+  for (const Segment& s : segments_) size_ += s.size;
+}
+
+size_t StreamEncoder::Next(std::span<std::byte> out) {
+  size_t written = 0;
+  while (written < out.size() && segment_ < segments_.size()) {
+    const Segment& s = segments_[segment_];
+    const std::byte* from = (s.data != nullptr ? s.data : headers_.data() + s.offset) + within_;
+    const size_t n = std::min(s.size - within_, out.size() - written);
+    std::memcpy(out.data() + written, from, n);
+    written += n;
+    within_ += n;
+    if (within_ == s.size) {
+      ++segment_;
+      within_ = 0;
+    }
+  }
+  produced_ += written;
+  return written;
+}
+
+std::vector<std::byte> EncodeTensorMap(const TensorMap& map, const EncodeOptions& options) {
+  StreamEncoder encoder(map, options);
+  std::vector<std::byte> out(static_cast<size_t>(encoder.size()));
+  encoder.Next(out);
   return out;
 }
 

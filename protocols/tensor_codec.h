@@ -40,6 +40,36 @@ std::vector<std::byte> EncodeTensorMap(const TensorMap& map, const EncodeOptions
 // Exact encoded size of EncodeTensorMap(map, options), without encoding.
 uint64_t EncodedSize(const TensorMap& map, const EncodeOptions& options = {});
 
+// The bytes of EncodeTensorMap(map, options), produced piece by piece into
+// the caller's buffers (e.g. one upload chunk at a time) without building
+// the whole encoding: each payload byte is copied once, from its tensor.
+// `map` must outlive the encoder (and stay unchanged). Not thread-safe.
+class StreamEncoder {
+ public:
+  explicit StreamEncoder(const TensorMap& map, const EncodeOptions& options = {});
+  // Total bytes, == EncodedSize(map, options).
+  uint64_t size() const { return size_; }
+  // Bytes not produced yet.
+  uint64_t remaining() const { return size_ - produced_; }
+  // Writes the next min(out.size(), remaining()) bytes into `out`; returns
+  // how many.
+  size_t Next(std::span<std::byte> out);
+
+ private:
+  struct Segment {
+    size_t offset;           // into headers_, when data is null
+    size_t size;
+    const std::byte* data;   // a payload, or null for a header
+  };
+  std::vector<std::byte> headers_;
+  std::vector<Tensor> wire_;  // tensors as they travel (converted when asked)
+  std::vector<Segment> segments_;
+  uint64_t size_ = 0;
+  uint64_t produced_ = 0;
+  size_t segment_ = 0;
+  size_t within_ = 0;
+};
+
 absl::StatusOr<TensorMap> DecodeTensorMap(std::span<const std::byte> bytes,
                                           const DecodeLimits& limits = {});
 

@@ -40,6 +40,27 @@ TEST(TensorCodecTest, RoundTripsEveryDType) {
   }
 }
 
+TEST(TensorCodecTest, StreamEncoderPiecesEqualTheWholeEncoding) {
+  TensorMap map = RandomMap(6);
+  for (std::optional<DType> wire : {std::optional<DType>(), std::optional<DType>(DType::kBF16)}) {
+    EncodeOptions options{.wire_dtype = wire};
+    const std::vector<std::byte> whole = EncodeTensorMap(map, options);
+    ASSERT_EQ(whole.size(), EncodedSize(map, options));
+    for (size_t piece : {1u, 5u, 33u, 100000u}) {
+      StreamEncoder encoder(map, options);
+      EXPECT_EQ(encoder.size(), whole.size());
+      std::vector<std::byte> joined, buffer(piece);
+      while (encoder.remaining() > 0) {
+        const size_t n = encoder.Next(buffer);
+        ASSERT_EQ(n, std::min<size_t>(piece, whole.size() - joined.size()));
+        joined.insert(joined.end(), buffer.begin(), buffer.begin() + static_cast<std::ptrdiff_t>(n));
+      }
+      EXPECT_EQ(encoder.Next(buffer), 0u);
+      EXPECT_TRUE(joined == whole) << "pieces of " << piece;
+    }
+  }
+}
+
 TEST(TensorCodecTest, ChunkedStreamEqualsWholeDecode) {
   TensorMap map = RandomMap(2);
   std::vector<std::byte> bytes = EncodeTensorMap(map);
