@@ -5,36 +5,18 @@
 // gradient in the logits' dtype. So a 128k-vocabulary batch costs one read of
 // its bf16 logits forward and a read plus a write backward, where the unfused
 // path writes and rereads a float32 copy and a float32 log-softmax.
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <cmath>
 #include <cstdint>
 
-#include "model/internal/cross_entropy_kernels.h"
+#include "model/internal/cuda_device.cuh"
+#include "model/internal/cuda_kernels.h"
 
 namespace fedfm::model::internal::cuda {
 namespace {
 
 constexpr int kThreads = 256;
-
-__device__ inline float ToFloat(float x) { return x; }
-__device__ inline float ToFloat(__nv_bfloat16 x) { return __bfloat162float(x); }
-__device__ inline float ToFloat(__half x) { return __half2float(x); }
-
-template <typename T>
-__device__ inline T FromFloat(float x);
-template <>
-__device__ inline float FromFloat<float>(float x) { return x; }
-template <>
-__device__ inline __nv_bfloat16 FromFloat<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
-template <>
-__device__ inline __half FromFloat<__half>(float x) { return __float2half_rn(x); }
-
-// Elements per 16-byte vector load.
-template <typename T>
-constexpr int kVec = 16 / static_cast<int>(sizeof(T));
 
 // A running softmax denominator: sum of exp(x - max) over the values seen.
 struct MaxSum {
@@ -151,19 +133,12 @@ __global__ void __launch_bounds__(kThreads)
   for (int64_t j = threadIdx.x; j < v; j += kThreads) g[j] = FromFloat<T>(value(j, ToFloat(x[j])));
 }
 
-// 16-byte loads need every row to start on a 16-byte boundary.
-template <typename T>
-bool Vectorizable(const void* a, const void* b, int64_t v) {
-  const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
-  return v % kVec<T> == 0 && aligned(a) && (b == nullptr || aligned(b));
-}
-
 template <typename T>
 int Forward(const void* logits, int64_t n, int64_t v, const int64_t* labels, int64_t ignore_index, float* lse,
             float* row_loss, cudaStream_t stream) {
   if (n == 0) return 0;
   const T* x = static_cast<const T*>(logits);
-  ForwardKernel<T><<<static_cast<unsigned>(n), kThreads, 0, stream>>>(x, v, Vectorizable<T>(x, nullptr, v), labels,
+  ForwardKernel<T><<<static_cast<unsigned>(n), kThreads, 0, stream>>>(x, v, Vectorizable<T>(v, x), labels,
                                                                       ignore_index, lse, row_loss);
   return static_cast<int>(cudaGetLastError());
 }
@@ -176,42 +151,40 @@ int Backward(const void* logits, int64_t n, int64_t v, const int64_t* labels, in
   const T* x = static_cast<const T*>(logits);
   T* g = static_cast<T*>(grad_logits);
   BackwardKernel<T><<<static_cast<unsigned>(n), kThreads, 0, stream>>>(
-      x, v, Vectorizable<T>(x, g, v), labels, ignore_index, lse, grad_loss, count, g);
+      x, v, Vectorizable<T>(v, x, g), labels, ignore_index, lse, grad_loss, count, g);
   return static_cast<int>(cudaGetLastError());
 }
 
 }  // namespace
 
-int LaunchCrossEntropyForward(LogitType type, const void* logits, int64_t n, int64_t v, const int64_t* labels,
+int LaunchCrossEntropyForward(ElementType type, const void* logits, int64_t n, int64_t v, const int64_t* labels,
                               int64_t ignore_index, float* lse, float* row_loss, void* cuda_stream) {
   auto stream = static_cast<cudaStream_t>(cuda_stream);
   switch (type) {
-    case LogitType::kFloat32:
+    case ElementType::kFloat32:
       return Forward<float>(logits, n, v, labels, ignore_index, lse, row_loss, stream);
-    case LogitType::kBFloat16:
+    case ElementType::kBFloat16:
       return Forward<__nv_bfloat16>(logits, n, v, labels, ignore_index, lse, row_loss, stream);
-    case LogitType::kFloat16:
+    case ElementType::kFloat16:
       return Forward<__half>(logits, n, v, labels, ignore_index, lse, row_loss, stream);
   }
   return static_cast<int>(cudaErrorInvalidValue);
 }
 
-int LaunchCrossEntropyBackward(LogitType type, const void* logits, int64_t n, int64_t v, const int64_t* labels,
+int LaunchCrossEntropyBackward(ElementType type, const void* logits, int64_t n, int64_t v, const int64_t* labels,
                                int64_t ignore_index, const float* lse, const float* grad_loss, const float* count,
                                void* grad_logits, void* cuda_stream) {
   auto stream = static_cast<cudaStream_t>(cuda_stream);
   switch (type) {
-    case LogitType::kFloat32:
+    case ElementType::kFloat32:
       return Backward<float>(logits, n, v, labels, ignore_index, lse, grad_loss, count, grad_logits, stream);
-    case LogitType::kBFloat16:
+    case ElementType::kBFloat16:
       return Backward<__nv_bfloat16>(logits, n, v, labels, ignore_index, lse, grad_loss, count, grad_logits,
                                      stream);
-    case LogitType::kFloat16:
+    case ElementType::kFloat16:
       return Backward<__half>(logits, n, v, labels, ignore_index, lse, grad_loss, count, grad_logits, stream);
   }
   return static_cast<int>(cudaErrorInvalidValue);
 }
-
-const char* CrossEntropyErrorName(int error) { return cudaGetErrorName(static_cast<cudaError_t>(error)); }
 
 }  // namespace fedfm::model::internal::cuda

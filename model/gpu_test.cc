@@ -2,6 +2,7 @@
 // Every test skips without a CUDA device.
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <algorithm>
 #include <limits>
 
 #include <string>
@@ -10,8 +11,9 @@
 #include "gtest/gtest.h"
 #include "model/attention.h"
 #include "model/inference.h"
-#include "model/internal/fused_loss.h"
+#include "model/internal/fused_ops.h"
 #include "model/loader.h"
+#include "model/rms_norm.h"
 #include "model/tasks.h"
 #include "model/torch_bridge.h"
 #include "protocols/safetensors.h"
@@ -150,6 +152,41 @@ TEST(ModelGpuTest, FusedCrossEntropyPropagatesBadValues) {
   const float fused = CausalLmLoss(masked.unsqueeze(0), labels.unsqueeze(0)).item<float>();
   const float want = torch::nn::functional::cross_entropy(masked.to(torch::kFloat), labels).item<float>();
   EXPECT_NEAR(fused, want, 1e-5 * std::abs(want));
+}
+
+// The fused RMSNorm against the ATen expression: outputs within one rounding
+// of the dtype, gradients (x and w) at least as close to a float64 reference
+// as the ATen expression's own (or within float32 noise).
+TEST(ModelGpuTest, FusedRmsNormMatchesTheReference) {
+  SKIP_WITHOUT_CUDA();
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(11);
+  for (torch::ScalarType dtype : {torch::kFloat, torch::kBFloat16, torch::kHalf}) {
+    for (int64_t d : {2048, 1001}) {
+      const std::string what = std::string(c10::toString(dtype)) + " d=" + std::to_string(d);
+      const torch::Tensor x0 = (torch::randn({3, 5, d}, gen) * 2).to(torch::kCUDA, dtype);
+      const torch::Tensor w0 = (1 + 0.1 * torch::randn({d}, gen)).to(torch::kCUDA, dtype);
+      const torch::Tensor dy = torch::randn({3, 5, d}, gen).to(torch::kCUDA, dtype);
+      torch::Tensor grads[3][2], outs[3];
+      for (int path = 0; path < 3; ++path) {  // fused, ATen, float64 ATen
+        const torch::ScalarType t = path == 2 ? torch::kDouble : dtype;
+        // detach: a fresh leaf per path, also where .to() returns x0 itself.
+        torch::Tensor x = x0.to(t).detach().set_requires_grad(true), w = w0.to(t).detach().set_requires_grad(true);
+        outs[path] = path == 0 ? internal::FusedRmsNorm(x, w, 1e-5) : RmsNormReference(x, w, 1e-5);
+        if (!outs[path].defined()) GTEST_SKIP() << "fedfm built without FEDFM_CUDA";
+        outs[path].backward(dy.to(t));
+        grads[path][0] = x.grad();
+        grads[path][1] = w.grad();
+      }
+      EXPECT_EQ(outs[0].scalar_type(), dtype) << what;
+      const double ulp = dtype == torch::kFloat ? 1e-6 : dtype == torch::kHalf ? 1e-3 : 8e-3;
+      EXPECT_LT(RelativeError(outs[0], outs[1]), 2 * ulp) << what;
+      for (int g = 0; g < 2; ++g) {
+        const double fused_err = RelativeError(grads[0][g], grads[2][g]);
+        const double aten_err = RelativeError(grads[1][g], grads[2][g]);
+        EXPECT_LT(fused_err, std::max(2 * aten_err, 1e-5)) << what << (g == 0 ? " dx" : " dw");
+      }
+    }
+  }
 }
 
 TEST(ModelGpuTest, BenchReportsCudaMemory) {

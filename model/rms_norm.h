@@ -2,7 +2,8 @@
 // CPU kernel for float32 (forward and backward in one pass over each row,
 // parallel over rows) where the plain expression takes about a dozen ATen
 // ops. Equal to RmsNormReference up to float rounding; gradients flow to x
-// and, when it requires them, w.
+// and, when it requires them, w. CUDA tensors have fused kernels of their own
+// (model/internal/fused_ops.h, with FEDFM_CUDA); Model picks the path.
 //
 // Shapes: x: [..., D]   w: [D]   ->   [..., D]
 #ifndef FEDFM_MODEL_RMS_NORM_H_

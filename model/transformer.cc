@@ -10,7 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "model/attention.h"
 #include "model/dataset.h"
-#include "model/internal/fused_loss.h"
+#include "model/internal/fused_ops.h"
 #include "model/linear.h"
 #include "model/rms_norm.h"
 #include "protocols/check.h"
@@ -188,6 +188,7 @@ absl::StatusOr<std::shared_ptr<const Model>> Model::RandomInit(const ModelConfig
 torch::Tensor Model::RmsNorm(const torch::Tensor& x, const torch::Tensor& weight) const {
   // float32 statistics whatever the dtype, as HF's LlamaRMSNorm.
   if (CpuRmsNormSupports(x, weight)) return RmsNormCpu(x, weight, config_.norm_eps);
+  if (torch::Tensor fused = internal::FusedRmsNorm(x, weight, config_.norm_eps); fused.defined()) return fused;
   return RmsNormReference(x, weight, config_.norm_eps);
 }
 
