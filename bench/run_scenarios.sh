@@ -100,11 +100,11 @@ if "zo_only" in S and "fed_lora" in S:
     print(f"- zeroth order alone (50 rounds) / federated LoRA (10 rounds) loss reduction: "
           f"{100 * red('zo_only') / red('fed_lora'):.1f}% (target >= 60% within 5x the rounds)")
 if "mixed" in S and "gpu_only" in S:
-    # Each fleet is evaluated on its own clients' held-out examples, so the
-    # two final losses are on different sets: compare the reductions.
-    a, b = red("mixed"), red("gpu_only")
-    print(f"- mixed fleet loss reduction {a:.4f} vs its GPU-only subset {b:.4f} (each on its own clients' "
-          f"held-out examples): {'mixed better' if a > b else 'GPU-only better'} (target: mixed better)")
+    # gpu_only keeps the 16-client partition (its Pis and phones never come
+    # online), so both are evaluated on the same held-out examples.
+    a, b = S["mixed"]["loss"]["final_eval"], S["gpu_only"]["loss"]["final_eval"]
+    print(f"- mixed fleet final eval loss {a:.4f} vs its GPU-only subset {b:.4f} (same partition, same "
+          f"evaluation set): {'mixed better' if a < b else 'GPU-only better'} (target: mixed better)")
 if "secagg_on" in S and "secagg_off" in S:
     a, b = S["secagg_on"]["loss"]["final_eval"], S["secagg_off"]["loss"]["final_eval"]
     print(f"- SecAgg+ on vs off final eval loss: {a:.4f} vs {b:.4f}, |difference| {abs(a - b):.4f} (target <= 0.01)")
