@@ -2,6 +2,8 @@
 
 #include <cmath>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <set>
 #include <span>
 #include <unordered_map>
@@ -113,20 +115,30 @@ class RoundAggregator : public Aggregator {
   const AggregationStats& stats() const final { return stats_; }
 
   absl::Status Accept(const Update& update) final {
-    if (finished_) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("update from client \"", update.client_id, "\" arrived after the round finished"));
+    // The update's own checks (the values included) need no lock; the round's
+    // bookkeeping takes mu_ briefly; the values are added outside it.
+    absl::Status valid = ValidateContent(update);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (finished_) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("update from client \"", update.client_id, "\" arrived after the round finished"));
+      }
+      if (valid.ok() && seen_.contains(update.client_id)) {
+        valid = absl::InvalidArgumentError(absl::StrCat("update from client \"", update.client_id,
+                                                        "\": a second update from this client in the same round"));
+      }
+      if (valid.ok()) valid = Reserve(update);
+      if (!valid.ok()) {
+        ++stats_.dropped;
+        stats_.drop_reasons.push_back(std::string(valid.message()));
+        return valid;
+      }
+      seen_.insert(update.client_id);
+      ++stats_.accepted;
+      stats_.accepted_examples += update.num_examples;
     }
-    absl::Status valid = Validate(update);
-    if (valid.ok()) valid = Add(update);
-    if (!valid.ok()) {
-      ++stats_.dropped;
-      stats_.drop_reasons.push_back(std::string(valid.message()));
-      return valid;
-    }
-    seen_.insert(update.client_id);
-    ++stats_.accepted;
-    stats_.accepted_examples += update.num_examples;
+    AddValues(update);
     return absl::OkStatus();
   }
 
@@ -160,9 +172,13 @@ class RoundAggregator : public Aggregator {
   }
 
  protected:
-  // Takes an accepted, validated update into the round. An error here still
-  // drops the update, and must leave the round as if it never arrived.
-  virtual absl::Status Add(const Update& update) = 0;
+  // Takes an accepted, validated update into the round's bookkeeping (under
+  // mu_, so keep it cheap). An error here still drops the update, and must
+  // leave the round as if it never arrived.
+  virtual absl::Status Reserve(const Update& update) = 0;
+  // Then adds its values, without mu_ and possibly concurrently with other
+  // updates' AddValues; cannot fail (the update was validated).
+  virtual void AddValues(const Update& update) = 0;
   // Δ over every tensor of the global state, in its order.
   virtual absl::StatusOr<TensorMap> PseudoGradient() = 0;
   // Takes a validated secure sum into the round; as Add.
@@ -220,11 +236,12 @@ class RoundAggregator : public Aggregator {
   int64_t total_elements_ = 0;
 
  private:
-  absl::Status Validate(const Update& u) const {
+  // Everything about `u` that does not depend on the round's other updates
+  // (those are checked under mu_). Reads only immutable state.
+  absl::Status ValidateContent(const Update& u) const {
     auto bad = [&](const std::string& what) {
       return absl::InvalidArgumentError(absl::StrCat("update from client \"", u.client_id, "\": ", what));
     };
-    if (seen_.contains(u.client_id)) return bad("a second update from this client in the same round");
     if (u.kind == UpdateKind::kDense) {
       FEDFM_RETURN_IF_ERROR(protocols::ValidateDenseUpdate(u, global_));
       if (u.coverage.tensors.empty()) return bad("covers no tensor");
@@ -314,6 +331,9 @@ class RoundAggregator : public Aggregator {
     return absl::OkStatus();
   }
 
+  // Guards the round's bookkeeping during Accept (stats_, seen_, finished_
+  // and the subclasses' Reserve state); Finish and AcceptSecureSum run alone.
+  std::mutex mu_;
   AggregationStats stats_;
   std::set<std::string> seen_;
   bool finished_ = false;
@@ -325,13 +345,18 @@ class MeanAggregator final : public RoundAggregator {
   using RoundAggregator::RoundAggregator;
 
  private:
+  // Coordinates per stripe lock of a tensor's sum: whole blocks of the exact
+  // sum, so concurrent AddValues never share one.
+  static constexpr int64_t kStripe = 64 * internal::ExactSumVector::kBlock;
+
   struct TensorSums {
     internal::ExactSumVector sum;               // allocated on first cover
     std::map<CoverageKey, uint64_t> profile;    // dense clients' weights
+    std::unique_ptr<std::mutex[]> stripes;      // one per kStripe coordinates
     bool allocated = false;
   };
 
-  absl::Status Add(const Update& u) override {
+  absl::Status Reserve(const Update& u) override {
     const uint64_t w = WeightOf(u);
     uint64_t total;
     if (__builtin_add_overflow(total_weight_, w, &total)) {
@@ -340,6 +365,27 @@ class MeanAggregator final : public RoundAggregator {
                        " overflows the round's total weight"));
     }
     total_weight_ = total;
+    if (u.kind == UpdateKind::kSeedScalars) {  // K values: added right here
+      if (seed_sum_.size() == 0) seed_sum_ = internal::ExactSumVector(static_cast<int64_t>(K()));
+      const double factor = ClipFactor(u);
+      std::vector<float> clipped(u.seed_scalars.begin(), u.seed_scalars.end());
+      if (factor != 1.0) {
+        for (size_t i = 0; i < clipped.size(); ++i) clipped[i] = static_cast<float>(u.seed_scalars[i] * factor);
+      }
+      seed_sum_.AddRange(0, clipped, w);
+      seed_weight_ += w;
+      return absl::OkStatus();
+    }
+    for (const TensorCoverage& c : u.coverage.tensors) {
+      TensorSums& s = Sums(index_.at(c.name));
+      s.profile[KeyOf(c, u.delta.Find(c.name)->shape())] += w;
+    }
+    return absl::OkStatus();
+  }
+
+  void AddValues(const Update& u) override {
+    if (u.kind == UpdateKind::kSeedScalars) return;
+    const uint64_t w = WeightOf(u);
     const double factor = ClipFactor(u);
     std::vector<float> clipped;  // one tensor at a time, only under central DP
     auto values = [&](std::span<const float> v) {
@@ -348,23 +394,21 @@ class MeanAggregator final : public RoundAggregator {
       for (size_t i = 0; i < v.size(); ++i) clipped[i] = static_cast<float>(v[i] * factor);
       return std::span<const float>(clipped);
     };
-    if (u.kind == UpdateKind::kSeedScalars) {
-      if (seed_sum_.size() == 0) seed_sum_ = internal::ExactSumVector(static_cast<int64_t>(K()));
-      seed_sum_.AddRange(0, values(u.seed_scalars), w);
-      seed_weight_ += w;
-      return absl::OkStatus();
-    }
     for (const TensorCoverage& c : u.coverage.tensors) {
       const Tensor& t = *u.delta.Find(c.name);
-      TensorSums& s = Sums(index_.at(c.name));
-      const CoverageKey key = KeyOf(c, t.shape());
-      s.profile[key] += w;
+      // Allocated by Reserve; sums_ itself never changes shape during Accept.
+      TensorSums& s = sums_[index_.at(c.name)];
       std::span<const float> v = values(t.floats());
-      ForEachCoveredRun(t.shape(), key, [&](int64_t begin, int64_t length) {
-        s.sum.AddRange(begin, v.subspan(begin, length), w);
+      ForEachCoveredRun(t.shape(), KeyOf(c, t.shape()), [&](int64_t begin, int64_t length) {
+        for (int64_t at = begin; at < begin + length;) {
+          const int64_t stripe = at / kStripe;
+          const int64_t end = std::min(begin + length, (stripe + 1) * kStripe);
+          std::lock_guard<std::mutex> lock(s.stripes[stripe]);
+          s.sum.AddRange(at, v.subspan(at, end - at), w);
+          at = end;
+        }
       });
     }
-    return absl::OkStatus();
   }
 
   // The sum holds Σ_i (w_i / unit) x_i; the accumulators hold Σ_i w_i x_i,
@@ -429,9 +473,8 @@ class MeanAggregator final : public RoundAggregator {
     for (size_t ti = 0; ti < names_.size(); ++ti) {
       const Tensor& g = global_.at(names_[ti]);
       Tensor d = Tensor::Zeros(DType::kF32, g.shape());
-      auto it = sums_.find(ti);
-      if (it != sums_.end()) {
-        TensorSums& s = it->second;
+      if (sums_[ti].allocated) {
+        TensorSums& s = sums_[ti];
         std::span<float> out = d.mutable_floats();
         const std::vector<uint64_t> dense_w = ElementWeights(g.shape(), g.numel(), s.profile);
         const uint64_t extra = zo_covered[ti] ? zo_weight : 0;
@@ -444,7 +487,7 @@ class MeanAggregator final : public RoundAggregator {
           }
           out[i] = static_cast<float>(sum / static_cast<double>(w));
         }
-        sums_.erase(it);  // release the accumulator as soon as it is read
+        s = TensorSums();  // release the accumulator as soon as it is read
       }
       delta.Set(names_[ti], std::move(d));
     }
@@ -454,13 +497,17 @@ class MeanAggregator final : public RoundAggregator {
   TensorSums& Sums(size_t ti) {
     TensorSums& s = sums_[ti];
     if (!s.allocated) {
-      s.sum = internal::ExactSumVector(global_.at(names_[ti]).numel());
+      const int64_t numel = global_.at(names_[ti]).numel();
+      s.sum = internal::ExactSumVector(numel);
+      s.stripes = std::make_unique<std::mutex[]>(static_cast<size_t>((numel + kStripe - 1) / kStripe));
       s.allocated = true;
     }
     return s;
   }
 
-  std::map<size_t, TensorSums> sums_;  // by global tensor index
+  // By global tensor index; sized once, so that concurrent AddValues may
+  // index it while Reserve allocates other entries.
+  std::vector<TensorSums> sums_ = std::vector<TensorSums>(names_.size());
   internal::ExactSumVector seed_sum_;
   uint64_t seed_weight_ = 0;
   uint64_t total_weight_ = 0;
@@ -475,10 +522,11 @@ class RobustAggregator final : public RoundAggregator {
       : RoundAggregator(options, global, context, std::move(owned), dp), rule_(rule) {}
 
  private:
-  absl::Status Add(const Update& u) override {
+  absl::Status Reserve(const Update& u) override {
     (u.kind == UpdateKind::kDense ? dense_ : seeds_).emplace(u.client_id, u);
     return absl::OkStatus();
   }
+  void AddValues(const Update&) override {}
 
   absl::Status AddSecureSum(const SecureSum&) override {
     return absl::FailedPreconditionError(absl::StrCat("aggregation.robust = \"", options_.robust,

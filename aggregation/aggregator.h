@@ -130,8 +130,12 @@ struct SecureSum {
   std::vector<SecureSumContributor> contributors;
 };
 
-// Combines one round's client updates into the next global state. Not
-// thread-safe; one instance per round.
+// Combines one round's client updates into the next global state. One
+// instance per round. Accept may be called from several threads at once (the
+// round's bookkeeping is locked briefly; the values of different updates are
+// added concurrently, under locks over coordinate stripes, and the exact sum
+// makes the result independent of that interleaving); AcceptSecureSum,
+// Finish and stats() must not overlap any other call.
 class Aggregator {
  public:
   virtual ~Aggregator() = default;

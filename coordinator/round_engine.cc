@@ -279,6 +279,7 @@ class RoundEngine::Impl {
     int group = -1;          // index into Round::groups; -1 in plaintext rounds
     bool active = true;      // still expected to answer
     bool done = false;       // its part of the round is over
+    bool submitting = false;  // its update is being added (outside mu_)
     bool contributed = false;  // its update / report counts
     ParticipantStatus status = ParticipantStatus::kSelected;
     std::string reason;
@@ -324,6 +325,9 @@ class RoundEngine::Impl {
     std::vector<uint64_t> seed_pool;
     std::vector<Group> groups;
     std::unique_ptr<aggregation::Aggregator> aggregator;
+    // Updates being added to the aggregator outside mu_: the round does not
+    // close (and the aggregator stays) until they are back.
+    int in_flight = 0;
   };
 
   // A client chosen for a round with its assignment.
@@ -751,7 +755,7 @@ absl::StatusOr<RoundEngine::Impl::Participant*> RoundEngine::Impl::Locate(const 
                                                       protocols::PhaseName(round_->phase), ", not ",
                                                       protocols::PhaseName(phase)));
   }
-  if (p->done || p->answered) {
+  if (p->done || p->answered || p->submitting) {
     return absl::AlreadyExistsError(absl::StrCat("client \"", p->id, "\" already sent its ",
                                                  protocols::PhaseName(phase), " message for round ", round_->number));
   }
@@ -1438,6 +1442,9 @@ absl::Status RoundEngine::Impl::AdvanceLocked(int64_t now) {
       continue;
     }
     if (!AllAnswered() && now < round_->phase_deadline_ms) return absl::OkStatus();
+    // An update accepted before the deadline is still being added: the
+    // submitter advances the round when it is back.
+    if (round_->in_flight > 0) return absl::OkStatus();
     FEDFM_RETURN_IF_ERROR(ClosePhase(now));
   }
   return absl::OkStatus();
@@ -1543,8 +1550,8 @@ absl::StatusOr<protocols::ModelSnapshot> RoundEngine::Impl::GetModel(const std::
 
 absl::Status RoundEngine::Impl::SubmitUpdate(const Binding& binding, const Update& update) {
   FEDFM_RETURN_IF_ERROR(PreCheck(binding));
-  std::lock_guard<std::mutex> lock(mu_);
-  const int64_t now = clock_.NowMs();
+  std::unique_lock<std::mutex> lock(mu_);
+  int64_t now = clock_.NowMs();
   FEDFM_ASSIGN_OR_RETURN(Participant * p, Locate(binding, Phase::kCollect, now));
   if (round_->secagg) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -1573,8 +1580,22 @@ absl::Status RoundEngine::Impl::SubmitUpdate(const Binding& binding, const Updat
       return absl::InvalidArgumentError(absl::StrCat("update from client \"", p->id, "\" ", why));
     }
     p->bytes_up += static_cast<int64_t>(bytes);
-    return round_->aggregator->Accept(update);
+    return absl::OkStatus();
   }();
+  if (status.ok()) {
+    // Validation and the sum run outside the round lock (the aggregator
+    // takes concurrent updates), so that uploads of different clients
+    // overlap; the participant and the round wait for the result.
+    p->submitting = true;
+    ++round_->in_flight;
+    aggregation::Aggregator* aggregator = round_->aggregator.get();
+    lock.unlock();
+    status = aggregator->Accept(update);
+    lock.lock();
+    p->submitting = false;
+    --round_->in_flight;
+    now = clock_.NowMs();
+  }
   if (!status.ok()) {
     Reject(*p, status);
   } else {

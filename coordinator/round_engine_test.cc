@@ -9,6 +9,7 @@
 #include <map>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "coordinator/sqlite_store.h"
@@ -242,6 +243,46 @@ TEST_F(RoundEngineTest, PlaintextRoundCommitsTheCoverageWeightedAggregate) {
     den += u.num_examples;
   }
   EXPECT_NEAR(history[0].metrics.at("train_loss"), num / den, 1e-12);
+}
+
+TEST_F(RoundEngineTest, ConcurrentUploadsCommitTheSameAggregateAndCountEachClientOnce) {
+  // Updates are added outside the round lock: uploads from several threads
+  // at once, each client's twice, must commit exactly what one thread would.
+  Build(Config());
+  const std::vector<std::string> ids = {"lora2-a", "lora4-b", "partial-c"};
+  Register(ids);
+  auto polls = PollAll(ids);
+  auto agg = aggregation::MakeAggregator(config_.aggregation, TwoBlockLoraState(), {.min_updates = 2});
+  ASSERT_TRUE(agg.ok());
+  struct Send {
+    Binding binding;
+    Update update;
+  };
+  std::vector<Send> sends;
+  uint32_t seed = 11;
+  for (const auto& [id, r] : polls) {
+    ASSERT_EQ(r.kind, PollKind::kTrain) << id << ": " << r.reason;
+    Update u = MakeUpdate(id, r.task, seed++, /*examples=*/3 * seed);
+    ASSERT_TRUE((*agg)->Accept(u).ok());
+    sends.push_back({Bind(r, Phase::kCollect), u});
+    sends.push_back({Bind(r, Phase::kCollect), u});
+  }
+  auto expected = (*agg)->Finish();
+  ASSERT_TRUE(expected.ok());
+  std::vector<absl::Status> results(sends.size());
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < sends.size(); ++i) {
+    threads.emplace_back([&, i] { results[i] = engine_->SubmitUpdate(sends[i].binding, sends[i].update); });
+  }
+  for (std::thread& t : threads) t.join();
+  std::map<std::string, int> accepted;
+  for (size_t i = 0; i < sends.size(); ++i) accepted[sends[i].update.client_id] += results[i].ok();
+  for (const std::string& id : ids) EXPECT_EQ(accepted[id], 1) << id;
+  RoundEngineStatus s = engine_->Status();
+  ASSERT_EQ(s.round, 2);
+  auto model = engine_->GetModel(s.model_version);
+  ASSERT_TRUE(model.ok()) << model.status();
+  for (const auto& [name, t] : *expected) EXPECT_TRUE(model->state.at(name).Identical(t)) << name;
 }
 
 TEST_F(RoundEngineTest, RefusesBadMessagesWithTheirReasonAndTheRoundGoesOn) {

@@ -107,6 +107,12 @@ int64_t ExactSumVector::window_blocks() const {
   return n;
 }
 
+int64_t ExactSumVector::spilled() const {
+  int64_t n = 0;
+  for (const auto& w : windows_) n += w != nullptr ? static_cast<int64_t>(w->wide.size()) : 0;
+  return n;
+}
+
 ExactSumVector::Windows& ExactSumVector::WindowsOf(int64_t block) {
   std::unique_ptr<Windows>& w = windows_[block];
   if (w == nullptr) w = std::make_unique<Windows>();
@@ -117,7 +123,7 @@ void ExactSumVector::Spill(int64_t i) {
   Windows& win = *windows_[i / kBlock];
   Int128& a = win.mantissa[i % kBlock];
   int16_t& f = win.exponent[i % kBlock];
-  WideAccumulator& w = wide_[i];
+  WideAccumulator& w = win.wide[i % kBlock];
   if (a != 0) w.Add(a, f);
   a = 0;
   f = kSpilled;
@@ -220,7 +226,7 @@ void ExactSumVector::AddProduct(int64_t i, bool negative, UInt128 p, int e) {
   Windows& win = WindowsOf(i / kBlock);
   int16_t& f = win.exponent[i % kBlock];
   if (f == kSpilled) {
-    wide_[i].Add(negative ? -static_cast<Int128>(p) : static_cast<Int128>(p), e);
+    win.wide[i % kBlock].Add(negative ? -static_cast<Int128>(p) : static_cast<Int128>(p), e);
     return;
   }
   Int128& a = win.mantissa[i % kBlock];
@@ -302,7 +308,7 @@ void ExactSumVector::AddSlow(int64_t i, bool negative, UInt128 p, int e) {
     return;
   }
   Spill(i);
-  wide_[i].Add(sp_value, e);
+  win.wide[i % kBlock].Add(sp_value, e);
 }
 
 double ExactSumVector::Get(int64_t i) const {
@@ -321,13 +327,13 @@ double ExactSumVector::Get(int64_t i) const {
       a = (a << (fa - lo)) + (static_cast<Int128>(m) << (lsb - lo));
       f = lo;
     } else {
-      WideAccumulator w = f == kSpilled ? wide_.at(i) : WideAccumulator();
+      WideAccumulator w = f == kSpilled ? win->wide.at(i % kBlock) : WideAccumulator();
       if (f != kSpilled && a != 0) w.Add(a, f);
       w.Add(m, lsb);
       return w.ToDouble();
     }
   } else if (f == kSpilled) {
-    return wide_.at(i).ToDouble();
+    return win->wide.at(i % kBlock).ToDouble();
   }
   if (a == 0) return 0.0;
   // int128 -> double is correctly rounded (libgcc / compiler-rt), and scaling

@@ -98,7 +98,7 @@ class ExactSumVector {
   double Get(int64_t i) const;
 
   // Coordinates held in the wide form (for tests and benchmarks).
-  int64_t spilled() const { return static_cast<int64_t>(wide_.size()); }
+  int64_t spilled() const;
   // Blocks that needed windows (for tests and benchmarks).
   int64_t window_blocks() const;
 
@@ -107,6 +107,7 @@ class ExactSumVector {
   struct Windows {
     std::array<Int128, kBlock> mantissa{};
     std::array<int16_t, kBlock> exponent{};
+    std::unordered_map<int, WideAccumulator> wide;  // spilled coordinates, by offset
   };
   struct BlockState {
     double max_magnitude = 0.0;        // B: a bound on |fast value| in the block
@@ -130,7 +131,6 @@ class ExactSumVector {
   std::vector<double> fast_;
   std::vector<BlockState> blocks_;
   std::vector<std::unique_ptr<Windows>> windows_;  // per block, null until needed
-  std::unordered_map<int64_t, WideAccumulator> wide_;
 };
 
 // Rounds sign * magnitude * 2^exponent to the nearest double (ties to even).
