@@ -549,8 +549,8 @@ int RunCoordinatorBench(const BenchFlags& f) {
   out["ingest_vs_bare"] = bare_rate > 0 ? ingest / bare_rate : 0;
   // Where an upload's coordinator time goes: the service's own work
   // (authentication, MACs, decoding; parallel on the worker pool) and the
-  // engine's (sequence check, then validation and aggregation under the
-  // round lock, one update at a time).
+  // engine's (sequence check and bookkeeping under the round lock;
+  // validation and aggregation outside it, several updates at once).
   const double per_update = accepted_total > 0 ? 1e3 / accepted_total : 0;
   out["service_ms_per_update"] = server.value("upload_decode_seconds", 0.0) * per_update;
   out["engine_ms_per_update"] = server.value("upload_engine_seconds", 0.0) * per_update;

@@ -69,7 +69,7 @@ struct CoordinatorServiceStats {
   int64_t rate_limited = 0;
   // Worker time on uploads: authenticating, MAC-checking and decoding their
   // chunks, and in the engine's SubmitUpdate / SubmitMaskedInput (waiting
-  // for the round lock and aggregating included).
+  // for the round lock, validating and aggregating included).
   double upload_decode_seconds = 0;
   double upload_engine_seconds = 0;
 };

@@ -267,7 +267,10 @@ class RoundEngine {
 
   // Plaintext rounds: the client's update for the round (binding phase
   // kCollect). `update.client_id` must equal the binding's. Validation
-  // failures are InvalidArgument naming the tensor.
+  // failures are InvalidArgument naming the tensor. Updates of different
+  // clients are validated and summed concurrently (outside the round lock);
+  // a second upload of a client whose first is still being summed is
+  // AlreadyExists, and the phase does not close under an update in flight.
   absl::Status SubmitUpdate(const protocols::Binding& binding, const protocols::Update& update);
 
   // SecAgg+ rounds. Each Submit carries the phase it belongs to in the
