@@ -9,12 +9,17 @@
 #include <string>
 #include <vector>
 
+#include "absl/synchronization/mutex.h"
 #include "cli/command.h"
 #include "cli/version.h"
 #include "model/runtime.h"
 
 int main(int argc, char** argv) {
   using namespace fedfm::cli;
+  // Distro Abseil builds may keep absl::Mutex deadlock detection on (a
+  // debug aid): it tracks every lock gRPC takes, a few percent of the
+  // coordinator's CPU under load.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   // Logs go to stderr: stdout carries what commands print (JSON, tokens, tables).
   spdlog::set_default_logger(spdlog::stderr_color_mt("fedfm"));
   CLI::App app{"fedfm: federated fine-tuning of foundation models with secure aggregation"};
