@@ -121,8 +121,9 @@ StreamEncoder::StreamEncoder(const TensorMap& map, const EncodeOptions& options)
     Put<uint32_t>(headers_, static_cast<uint32_t>(map.size()));
   });
   wire_.reserve(map.size());
-  for (const auto& [name, original] : map) {
-    wire_.push_back(WireTensor(original, options));
+  for (const auto& entry : map) {
+    const std::string& name = entry.first;  // not a structured binding: the lambda captures it
+    wire_.push_back(WireTensor(entry.second, options));
     const Tensor& t = wire_.back();
     header([&] {
       Put<uint32_t>(headers_, static_cast<uint32_t>(name.size()));
