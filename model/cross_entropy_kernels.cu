@@ -159,32 +159,19 @@ int Backward(const void* logits, int64_t n, int64_t v, const int64_t* labels, in
 
 int LaunchCrossEntropyForward(ElementType type, const void* logits, int64_t n, int64_t v, const int64_t* labels,
                               int64_t ignore_index, float* lse, float* row_loss, void* cuda_stream) {
-  auto stream = static_cast<cudaStream_t>(cuda_stream);
-  switch (type) {
-    case ElementType::kFloat32:
-      return Forward<float>(logits, n, v, labels, ignore_index, lse, row_loss, stream);
-    case ElementType::kBFloat16:
-      return Forward<__nv_bfloat16>(logits, n, v, labels, ignore_index, lse, row_loss, stream);
-    case ElementType::kFloat16:
-      return Forward<__half>(logits, n, v, labels, ignore_index, lse, row_loss, stream);
-  }
-  return static_cast<int>(cudaErrorInvalidValue);
+  return WithElementType(type, [&](auto tag) {
+    return Forward<decltype(tag)>(logits, n, v, labels, ignore_index, lse, row_loss,
+                                  static_cast<cudaStream_t>(cuda_stream));
+  });
 }
 
 int LaunchCrossEntropyBackward(ElementType type, const void* logits, int64_t n, int64_t v, const int64_t* labels,
                                int64_t ignore_index, const float* lse, const float* grad_loss, const float* count,
                                void* grad_logits, void* cuda_stream) {
-  auto stream = static_cast<cudaStream_t>(cuda_stream);
-  switch (type) {
-    case ElementType::kFloat32:
-      return Backward<float>(logits, n, v, labels, ignore_index, lse, grad_loss, count, grad_logits, stream);
-    case ElementType::kBFloat16:
-      return Backward<__nv_bfloat16>(logits, n, v, labels, ignore_index, lse, grad_loss, count, grad_logits,
-                                     stream);
-    case ElementType::kFloat16:
-      return Backward<__half>(logits, n, v, labels, ignore_index, lse, grad_loss, count, grad_logits, stream);
-  }
-  return static_cast<int>(cudaErrorInvalidValue);
+  return WithElementType(type, [&](auto tag) {
+    return Backward<decltype(tag)>(logits, n, v, labels, ignore_index, lse, grad_loss, count, grad_logits,
+                                   static_cast<cudaStream_t>(cuda_stream));
+  });
 }
 
 }  // namespace fedfm::model::internal::cuda

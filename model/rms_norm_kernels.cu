@@ -146,30 +146,16 @@ int Backward(const void* dy, const void* x, const void* w, const float* rstd, in
 
 int LaunchRmsNormForward(ElementType type, const void* x, const void* w, int64_t n, int64_t d, float eps, void* y,
                          float* rstd, void* cuda_stream) {
-  auto stream = static_cast<cudaStream_t>(cuda_stream);
-  switch (type) {
-    case ElementType::kFloat32:
-      return Forward<float>(x, w, n, d, eps, y, rstd, stream);
-    case ElementType::kBFloat16:
-      return Forward<__nv_bfloat16>(x, w, n, d, eps, y, rstd, stream);
-    case ElementType::kFloat16:
-      return Forward<__half>(x, w, n, d, eps, y, rstd, stream);
-  }
-  return static_cast<int>(cudaErrorInvalidValue);
+  return WithElementType(type, [&](auto tag) {
+    return Forward<decltype(tag)>(x, w, n, d, eps, y, rstd, static_cast<cudaStream_t>(cuda_stream));
+  });
 }
 
 int LaunchRmsNormBackward(ElementType type, const void* dy, const void* x, const void* w, const float* rstd,
                           int64_t n, int64_t d, void* dx, void* cuda_stream) {
-  auto stream = static_cast<cudaStream_t>(cuda_stream);
-  switch (type) {
-    case ElementType::kFloat32:
-      return Backward<float>(dy, x, w, rstd, n, d, dx, stream);
-    case ElementType::kBFloat16:
-      return Backward<__nv_bfloat16>(dy, x, w, rstd, n, d, dx, stream);
-    case ElementType::kFloat16:
-      return Backward<__half>(dy, x, w, rstd, n, d, dx, stream);
-  }
-  return static_cast<int>(cudaErrorInvalidValue);
+  return WithElementType(type, [&](auto tag) {
+    return Backward<decltype(tag)>(dy, x, w, rstd, n, d, dx, static_cast<cudaStream_t>(cuda_stream));
+  });
 }
 
 const char* CudaErrorName(int error) { return cudaGetErrorName(static_cast<cudaError_t>(error)); }

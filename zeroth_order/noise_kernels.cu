@@ -41,11 +41,11 @@ __device__ inline void Store(uint16_t* data, int64_t i, float alpha, float z) {
   data[i] = nm::FloatToBf16Bits(nm::AxpyElement(nm::Bf16BitsToFloat(data[i]), alpha, z));
 }
 
-// The fused step: regenerate z for elements [offset, offset + n) and apply
-// theta += alpha * z in place. T = float or uint16_t (bf16 bits).
+// The fused step over this thread's quads (grid-stride over x): regenerate z
+// for elements [offset, offset + n) and apply theta += alpha * z in place.
+// T = float or uint16_t (bf16 bits).
 template <typename T>
-__global__ void AddScaledNoiseKernel(T* data, int64_t n, NoiseStream s, uint64_t offset,
-                                     float alpha) {
+__device__ inline void AddScaledNoiseRange(T* data, int64_t n, const NoiseStream& s, uint64_t offset, float alpha) {
   const uint64_t first_quad = offset / 4;
   const uint64_t num_quads = (offset + n + 3) / 4 - first_quad;
   for (uint64_t t = blockIdx.x * static_cast<uint64_t>(blockDim.x) + threadIdx.x; t < num_quads;
@@ -58,6 +58,11 @@ __global__ void AddScaledNoiseKernel(T* data, int64_t n, NoiseStream s, uint64_t
       if (e >= offset && e < offset + n) Store(data, static_cast<int64_t>(e - offset), alpha, z[j]);
     }
   }
+}
+
+template <typename T>
+__global__ void AddScaledNoiseKernel(T* data, int64_t n, NoiseStream s, uint64_t offset, float alpha) {
+  AddScaledNoiseRange(data, n, s, offset, alpha);
 }
 
 __global__ void FillNoiseKernel(float* out, int64_t n, NoiseStream s, uint64_t offset) {
@@ -82,21 +87,7 @@ struct SpanBatch {
 // blockIdx.y picks the span; the x blocks stride over its quads.
 __global__ void AddScaledNoiseSpansKernel(SpanBatch batch, uint64_t seed, NoiseKind kind, float alpha) {
   const NoiseSpanF32& span = batch.spans[blockIdx.y];
-  const NoiseStream s{seed, span.tensor_index, kind};
-  const uint64_t first_quad = span.offset / 4;
-  const uint64_t num_quads = (span.offset + span.n + 3) / 4 - first_quad;
-  for (uint64_t t = blockIdx.x * static_cast<uint64_t>(blockDim.x) + threadIdx.x; t < num_quads;
-       t += static_cast<uint64_t>(gridDim.x) * blockDim.x) {
-    const uint64_t q = first_quad + t;
-    float z[4];
-    QuadNoise(s, q, z);
-    for (int j = 0; j < 4; ++j) {
-      const uint64_t e = q * 4 + j;
-      if (e >= span.offset && e < span.offset + span.n) {
-        Store(span.data, static_cast<int64_t>(e - span.offset), alpha, z[j]);
-      }
-    }
-  }
+  AddScaledNoiseRange(span.data, span.n, NoiseStream{seed, span.tensor_index, kind}, span.offset, alpha);
 }
 
 unsigned GridFor(int64_t n, uint64_t offset) {

@@ -5,8 +5,11 @@
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <cuda_runtime.h>
 
 #include <cstdint>
+
+#include "model/internal/cuda_kernels.h"
 
 namespace fedfm::model::internal::cuda {
 
@@ -26,6 +29,21 @@ __device__ inline __half FromFloat<__half>(float x) { return __float2half_rn(x);
 // Elements per 16-byte vector load.
 template <typename T>
 constexpr int kVec = 16 / static_cast<int>(sizeof(T));
+
+// f(T{}) with T the element type named by `type` (the launchers' dispatch);
+// cudaErrorInvalidValue for a value outside the enum.
+template <typename F>
+int WithElementType(ElementType type, F&& f) {
+  switch (type) {
+    case ElementType::kFloat32:
+      return f(float{});
+    case ElementType::kBFloat16:
+      return f(__nv_bfloat16{});
+    case ElementType::kFloat16:
+      return f(__half{});
+  }
+  return static_cast<int>(cudaErrorInvalidValue);
+}
 
 // Whether rows of `d` elements at these addresses allow 16-byte loads.
 template <typename T>
