@@ -47,12 +47,12 @@ absl::StatusOr<TorchParameters> TorchParameters::Create(std::vector<torch::Tenso
   return TorchParameters(std::move(tensors));
 }
 
+TorchParameters::TorchParameters(std::vector<torch::Tensor> tensors) : tensors_(std::move(tensors)) {
+  for (size_t i = 0; i < tensors_.size(); ++i) spans_.push_back({tensors_[i], static_cast<uint32_t>(i), 0});
+}
+
 absl::Status TorchParameters::AddScaledNoise(uint64_t seed, NoiseKind kind, float alpha) {
-  for (size_t i = 0; i < tensors_.size(); ++i) {
-    FEDFM_RETURN_IF_ERROR(zeroth_order::AddScaledNoise(
-        tensors_[i], NoiseStream{seed, static_cast<uint32_t>(i), kind}, alpha));
-  }
-  return absl::OkStatus();
+  return AddScaledNoiseSpans(spans_, seed, kind, alpha);
 }
 
 absl::Status TorchParameters::Scale(float factor) {

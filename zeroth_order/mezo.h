@@ -25,6 +25,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "protocols/config/options.h"
+#include "zeroth_order/noise_torch.h"
 #include "zeroth_order/seed_pool.h"
 #include "zeroth_order/zo_step.h"
 
@@ -44,8 +45,9 @@ class TorchParameters final : public PerturbableParameters {
   const std::vector<torch::Tensor>& tensors() const { return tensors_; }
 
  private:
-  explicit TorchParameters(std::vector<torch::Tensor> tensors) : tensors_(std::move(tensors)) {}
+  explicit TorchParameters(std::vector<torch::Tensor> tensors);
   std::vector<torch::Tensor> tensors_;
+  std::vector<NoiseSpan> spans_;  // tensor i is noise tensor index i, offset 0
 };
 
 // One MeZO step (zo_step.h SpsaStep) on `params`, with `loss` evaluated under
