@@ -92,6 +92,15 @@ struct DpSettings {
 
 // Validation, bookkeeping and the shared end of a round (seed replay, the
 // optimizer step). Subclasses keep the updates' contributions.
+// `v` scaled by `factor` (the DP clip) into `scratch`, or `v` itself when
+// the factor is 1.
+std::span<const float> Scaled(std::span<const float> v, double factor, std::vector<float>* scratch) {
+  if (factor == 1.0) return v;
+  scratch->resize(v.size());
+  for (size_t i = 0; i < v.size(); ++i) (*scratch)[i] = static_cast<float>(v[i] * factor);
+  return *scratch;
+}
+
 class RoundAggregator : public Aggregator {
  public:
   RoundAggregator(const AggregationOptions& options, const TensorMap& global, const RoundContext& context,
@@ -367,12 +376,8 @@ class MeanAggregator final : public RoundAggregator {
     total_weight_ = total;
     if (u.kind == UpdateKind::kSeedScalars) {  // K values: added right here
       if (seed_sum_.size() == 0) seed_sum_ = internal::ExactSumVector(static_cast<int64_t>(K()));
-      const double factor = ClipFactor(u);
-      std::vector<float> clipped(u.seed_scalars.begin(), u.seed_scalars.end());
-      if (factor != 1.0) {
-        for (size_t i = 0; i < clipped.size(); ++i) clipped[i] = static_cast<float>(u.seed_scalars[i] * factor);
-      }
-      seed_sum_.AddRange(0, clipped, w);
+      std::vector<float> scratch;
+      seed_sum_.AddRange(0, Scaled(u.seed_scalars, ClipFactor(u), &scratch), w);
       seed_weight_ += w;
       return absl::OkStatus();
     }
@@ -387,18 +392,12 @@ class MeanAggregator final : public RoundAggregator {
     if (u.kind == UpdateKind::kSeedScalars) return;
     const uint64_t w = WeightOf(u);
     const double factor = ClipFactor(u);
-    std::vector<float> clipped;  // one tensor at a time, only under central DP
-    auto values = [&](std::span<const float> v) {
-      if (factor == 1.0) return v;
-      clipped.resize(v.size());
-      for (size_t i = 0; i < v.size(); ++i) clipped[i] = static_cast<float>(v[i] * factor);
-      return std::span<const float>(clipped);
-    };
+    std::vector<float> scratch;  // one tensor at a time, only under central DP
     for (const TensorCoverage& c : u.coverage.tensors) {
       const Tensor& t = *u.delta.Find(c.name);
       // Allocated by Reserve; sums_ itself never changes shape during Accept.
       TensorSums& s = sums_[index_.at(c.name)];
-      std::span<const float> v = values(t.floats());
+      std::span<const float> v = Scaled(t.floats(), factor, &scratch);
       ForEachCoveredRun(t.shape(), KeyOf(c, t.shape()), [&](int64_t begin, int64_t length) {
         for (int64_t at = begin; at < begin + length;) {
           const int64_t stripe = at / kStripe;
