@@ -28,6 +28,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "cli/command.h"
@@ -101,18 +102,10 @@ absl::StatusOr<std::optional<StoredIdentity>> LoadIdentity(const fs::path& dir) 
   out.identity.client_id = j["client_id"].get<std::string>();
   out.identity.run_id = j.value("run_id", "");
   const std::string hex = j["secret_hex"].get<std::string>();
-  auto nibble = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1;
-  };
-  for (size_t i = 0; i < hex.size(); i += 2) {
-    const int hi = nibble(hex[i]), lo = i + 1 < hex.size() ? nibble(hex[i + 1]) : -1;
-    if (hi < 0 || lo < 0) {
-      return absl::DataLossError(absl::StrCat(path.string(), ": secret_hex is not lowercase hex"));
-    }
-    out.identity.client_secret.push_back(static_cast<char>(hi * 16 + lo));
+  if (hex.size() % 2 != 0 || hex.find_first_not_of("0123456789abcdef") != std::string::npos) {
+    return absl::DataLossError(absl::StrCat(path.string(), ": secret_hex is not lowercase hex"));
   }
+  out.identity.client_secret = absl::HexStringToBytes(hex);
   if (fs::exists(dir / "client.pem") && fs::exists(dir / "client.key")) {
     client::ClientCertificate cert;
     FEDFM_ASSIGN_OR_RETURN(cert.certificate_pem, protocols::ReadFileToString(dir / "client.pem"));
@@ -124,13 +117,9 @@ absl::StatusOr<std::optional<StoredIdentity>> LoadIdentity(const fs::path& dir) 
 
 absl::Status SaveIdentity(const fs::path& dir, const protocols::EnrollResponse& identity,
                           const std::optional<client::ClientCertificate>& certificate) {
-  static const char* kDigits = "0123456789abcdef";
-  std::string hex;
-  for (unsigned char c : identity.client_secret) {
-    hex.push_back(kDigits[c >> 4]);
-    hex.push_back(kDigits[c & 15]);
-  }
-  nlohmann::json j = {{"client_id", identity.client_id}, {"run_id", identity.run_id}, {"secret_hex", hex}};
+  nlohmann::json j = {{"client_id", identity.client_id},
+                      {"run_id", identity.run_id},
+                      {"secret_hex", absl::BytesToHexString(identity.client_secret)}};
   if (certificate.has_value()) {
     FEDFM_RETURN_IF_ERROR(WritePrivate(dir / "client.key", certificate->key_pem));
     FEDFM_RETURN_IF_ERROR(protocols::WriteFileAtomic(dir / "client.pem", certificate->certificate_pem));

@@ -5,23 +5,13 @@
 #include <cerrno>
 #include <cstring>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "aggregation/secagg/crypto.h"
 #include "coordinator/internal/hash.h"
 
 namespace fedfm::coordinator {
 namespace {
-
-std::string Hex(const std::string& bytes) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(2 * bytes.size());
-  for (unsigned char c : bytes) {
-    out.push_back(kHex[c >> 4]);
-    out.push_back(kHex[c & 0xf]);
-  }
-  return out;
-}
 
 // RFC 4648 section 5 alphabet, no padding.
 std::string Base64Url(const std::string& bytes) {
@@ -45,7 +35,7 @@ std::string Base64Url(const std::string& bytes) {
 absl::StatusOr<std::string> PrefixedHexId(const char* prefix) {
   absl::StatusOr<std::string> bytes = RandomBytes(8);
   if (!bytes.ok()) return bytes.status();
-  return absl::StrCat(prefix, Hex(*bytes));
+  return absl::StrCat(prefix, absl::BytesToHexString(*bytes));
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include <sstream>
 #include <system_error>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -65,29 +66,6 @@ std::string HtmlEscape(const std::string& s) {
       case '"': out += "&quot;"; break;
       default: out += c;
     }
-  }
-  return out;
-}
-
-std::string Base64(const std::string& bytes) {
-  static const char kTable[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  out.reserve((bytes.size() + 2) / 3 * 4);
-  size_t i = 0;
-  for (; i + 2 < bytes.size(); i += 3) {
-    const uint32_t v = (uint8_t(bytes[i]) << 16) | (uint8_t(bytes[i + 1]) << 8) | uint8_t(bytes[i + 2]);
-    out += kTable[v >> 18];
-    out += kTable[(v >> 12) & 63];
-    out += kTable[(v >> 6) & 63];
-    out += kTable[v & 63];
-  }
-  if (i < bytes.size()) {
-    uint32_t v = uint8_t(bytes[i]) << 16;
-    if (i + 1 < bytes.size()) v |= uint8_t(bytes[i + 1]) << 8;
-    out += kTable[v >> 18];
-    out += kTable[(v >> 12) & 63];
-    out += i + 1 < bytes.size() ? kTable[(v >> 6) & 63] : '=';
-    out += '=';
   }
   return out;
 }
@@ -467,7 +445,7 @@ absl::StatusOr<ReportFiles> WriteReport(const std::filesystem::path& dir, const 
     absl::StatusOr<std::string> png = protocols::ReadFileToString(p);
     if (!png.ok()) continue;
     absl::StrAppend(&h, "<p><img alt=\"", HtmlEscape(p.filename().string()), "\" src=\"data:image/png;base64,",
-                    Base64(*png), "\"></p>\n");
+                    absl::Base64Escape(*png), "\"></p>\n");
   }
   absl::StrAppend(&h, "<h2>Rounds</h2>\n<table><tr><th>round</th><th>virtual end (s)</th><th>train loss</th>"
                       "<th>eval loss</th><th>LoRA</th><th>partial</th><th>ZO</th><th>dropped</th>"

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/escaping.h"
+
 namespace fedfm::secagg {
 namespace {
 
@@ -28,13 +30,7 @@ Key KeyFromHex(const std::string& hex) {
 }
 
 std::string ToHex(ByteSpan bytes) {
-  static const char* kDigits = "0123456789abcdef";
-  std::string out;
-  for (uint8_t b : bytes) {
-    out.push_back(kDigits[b >> 4]);
-    out.push_back(kDigits[b & 15]);
-  }
-  return out;
+  return absl::BytesToHexString(absl::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
 }
 
 ByteSpan AsBytes(const std::string& s) {

@@ -2,6 +2,7 @@
 
 #include <cstdint>
 
+#include "absl/strings/escaping.h"
 #include "aggregation/secagg/crypto.h"
 
 namespace fedfm::coordinator::internal {
@@ -9,13 +10,8 @@ namespace fedfm::coordinator::internal {
 std::string Sha256Hex(std::span<const std::byte> bytes) {
   const secagg::Key digest =
       secagg::Sha256(secagg::ByteSpan(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string hex(2 * digest.size(), '\0');
-  for (size_t i = 0; i < digest.size(); ++i) {
-    hex[2 * i] = kHex[digest[i] >> 4];
-    hex[2 * i + 1] = kHex[digest[i] & 0xf];
-  }
-  return hex;
+  return absl::BytesToHexString(
+      absl::string_view(reinterpret_cast<const char*>(digest.data()), digest.size()));
 }
 
 std::string Sha256Hex(std::string_view bytes) {
