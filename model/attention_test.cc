@@ -1,7 +1,5 @@
 #include "model/attention.h"
 
-#include <ATen/CPUGeneratorImpl.h>
-
 #include <cmath>
 #include <vector>
 #if defined(__x86_64__)
@@ -9,14 +7,12 @@
 #endif
 
 #include "gtest/gtest.h"
+#include "model/testing/tensors.h"
 
 namespace fedfm::model {
 namespace {
 
-torch::Tensor Random(std::vector<int64_t> shape, uint64_t seed) {
-  at::Generator gen = at::detail::createCPUGenerator(seed);
-  return torch::randn(shape, gen, torch::TensorOptions().dtype(torch::kFloat));
-}
+using testing::Random;
 
 // Attention as a loop over every (batch, head, query, key), in double.
 torch::Tensor NaiveAttention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
@@ -105,7 +101,7 @@ TEST(ModelAttentionTest, GradientsFlowThroughReference) {
 // [B, T, heads, hd] storage transposed to [B, heads, T, hd].
 void ExpectCpuMatchesReference(int64_t b, int64_t heads, int64_t kv_heads, int64_t tq, int64_t tk, int64_t hd,
                                uint64_t seed) {
-  SCOPED_TRACE(testing::Message() << "B " << b << " H " << heads << " KV " << kv_heads << " Tq " << tq << " Tk "
+  SCOPED_TRACE(::testing::Message() << "B " << b << " H " << heads << " KV " << kv_heads << " Tq " << tq << " Tk "
                                   << tk << " hd " << hd);
   const torch::Tensor q0 = Random({b, tq, heads, hd}, seed).transpose(1, 2);
   const torch::Tensor k0 = Random({b, tk, kv_heads, hd}, seed + 1).transpose(1, 2);

@@ -1,31 +1,21 @@
 #include "model/linear.h"
 
-#include <ATen/CPUGeneratorImpl.h>
-
 #include <vector>
 
 #include "gtest/gtest.h"
 #include "model/internal/cpu_gemm.h"
+#include "model/testing/tensors.h"
 
 namespace fedfm::model {
 namespace {
 
-torch::Tensor Random(std::vector<int64_t> shape, uint64_t seed) {
-  at::Generator gen = at::detail::createCPUGenerator(seed);
-  return torch::randn(shape, gen, torch::TensorOptions().dtype(torch::kFloat));
-}
-
-void ExpectClose(const torch::Tensor& got, const torch::Tensor& want, double rtol) {
-  ASSERT_TRUE(got.defined());
-  ASSERT_EQ(got.sizes(), want.sizes());
-  const double scale = std::max(1.0, want.abs().max().item<double>());
-  EXPECT_LT((got - want).abs().max().item<double>(), rtol * scale);
-}
+using testing::ExpectClose;
+using testing::Random;
 
 // Forward and every gradient of CpuLinear against torch::linear for a random
 // upstream gradient; `w_grad` / `with_bias` choose what trains.
 void ExpectMatchesTorch(std::vector<int64_t> x_shape, int64_t out, bool w_grad, bool with_bias, uint64_t seed) {
-  SCOPED_TRACE(testing::Message() << "x " << at::IntArrayRef(x_shape) << " out " << out << " w_grad " << w_grad
+  SCOPED_TRACE(::testing::Message() << "x " << at::IntArrayRef(x_shape) << " out " << out << " w_grad " << w_grad
                                   << " bias " << with_bias);
   const int64_t in = x_shape.back();
   const torch::Tensor x0 = Random(x_shape, seed), w0 = Random({out, in}, seed + 1);

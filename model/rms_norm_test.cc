@@ -1,31 +1,20 @@
 #include "model/rms_norm.h"
 
-#include <ATen/CPUGeneratorImpl.h>
-
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "model/testing/tensors.h"
 
 namespace fedfm::model {
 namespace {
 
-torch::Tensor Random(std::vector<int64_t> shape, uint64_t seed) {
-  at::Generator gen = at::detail::createCPUGenerator(seed);
-  return torch::randn(shape, gen, torch::TensorOptions().dtype(torch::kFloat));
-}
-
-void ExpectClose(const torch::Tensor& got, const torch::Tensor& want, double rtol) {
-  ASSERT_TRUE(got.defined());
-  ASSERT_EQ(got.sizes(), want.sizes());
-  EXPECT_GT(want.abs().max().item<double>(), 0.0);
-  const double scale = std::max(1.0, want.abs().max().item<double>());
-  EXPECT_LT((got - want).abs().max().item<double>(), rtol * scale);
-}
+using testing::ExpectClose;
+using testing::Random;
 
 // Forward and gradients of RmsNormCpu against the reference for a random
 // upstream gradient; x arrives as a strided view when `strided`.
 void ExpectMatchesReference(std::vector<int64_t> shape, bool w_grad, bool strided, uint64_t seed) {
-  SCOPED_TRACE(testing::Message() << "x " << at::IntArrayRef(shape) << " w_grad " << w_grad << " strided " << strided);
+  SCOPED_TRACE(::testing::Message() << "x " << at::IntArrayRef(shape) << " w_grad " << w_grad << " strided " << strided);
   const int64_t d = shape.back();
   std::vector<int64_t> wide = shape;
   wide.back() = 2 * d;
