@@ -6,6 +6,7 @@
 #include <optional>
 
 #include "absl/strings/str_cat.h"
+#include "client/internal/batches.h"
 #include "client/internal/torch_compat.h"
 #include "model/dataset_rng.h"
 #include "model/transformer.h"
@@ -16,10 +17,16 @@ namespace fedfm::client {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+using internal::BatchLoss;
+using internal::BatchStream;
+using internal::DeviceBatch;
+using internal::FromTorchError;
+using internal::kBatchOrderPurpose;
+using internal::Loss;
+using internal::ToDevice;
 
 // Seed purposes.
-constexpr uint64_t kDropoutPurpose = 1;
-constexpr uint64_t kBatchOrderPurpose = 2;
+constexpr uint64_t kDropoutPurpose = 1;  // internal::kBatchOrderPurpose is 2
 
 // The round's hyperparameters: the task's, else the options' defaults.
 struct Hyper {
@@ -59,92 +66,6 @@ absl::StatusOr<Hyper> Resolve(const protocols::Task& task, const protocols::Trai
   }
   return h;
 }
-
-absl::Status FromTorchError(const char* what, const c10::Error& e) {
-  if (internal::IsOutOfMemory(e)) {
-    return absl::ResourceExhaustedError(absl::StrCat(what, ": out of memory: ", e.what_without_backtrace()));
-  }
-  return absl::InternalError(absl::StrCat(what, ": ", e.what_without_backtrace()));
-}
-
-// One batch on the model's device.
-struct DeviceBatch {
-  torch::Tensor inputs;          // [B, T] int64
-  torch::Tensor targets;         // [B, T] int64, kLossIgnoreIndex where no loss
-  torch::Tensor attention_mask;  // [B, T] bool (classification)
-  torch::Tensor labels;          // [B] int64 (classification)
-  int64_t tokens = 0;            // real tokens
-};
-
-DeviceBatch ToDevice(const model::Batch& batch, const torch::Device& device, bool classification) {
-  const int64_t b = batch.batch_size, t = batch.seq_len;
-  auto from = [&](const std::vector<int32_t>& v, std::vector<int64_t> shape) {
-    return torch::from_blob(const_cast<int32_t*>(v.data()), shape, torch::kInt).to(device, torch::kLong);
-  };
-  DeviceBatch out;
-  out.inputs = from(batch.inputs, {b, t});
-  for (int32_t n : batch.lengths) out.tokens += n;
-  if (classification) {
-    const torch::Tensor lengths = from(batch.lengths, {b});
-    out.attention_mask = torch::arange(t, torch::TensorOptions().dtype(torch::kLong).device(device))
-                             .unsqueeze(0)
-                             .lt(lengths.unsqueeze(1));
-    out.labels = from(batch.labels, {b});
-  } else {
-    out.targets = from(batch.targets, {b, t});
-  }
-  return out;
-}
-
-// Loss of one batch: mean over target tokens (LM) or examples (classification).
-// With count_correct (evaluation) also the number of scored targets and, for
-// classification, of correct answers; training needs neither.
-struct BatchLoss {
-  torch::Tensor loss;
-  int64_t count = 0;
-  int64_t correct = 0;
-};
-
-BatchLoss Loss(const peft::StateForward& forward, const DeviceBatch& batch, bool classification,
-               bool count_correct) {
-  model::ForwardOptions options = forward.forward_options();
-  BatchLoss out;
-  if (classification) {
-    options.compute_logits = false;
-    options.attention_mask = batch.attention_mask;
-    const torch::Tensor logits = forward.model().Forward(batch.inputs, options).class_logits.to(torch::kFloat);
-    out.loss = torch::nn::functional::cross_entropy(logits, batch.labels);
-    out.count = batch.labels.size(0);
-    if (count_correct) out.correct = logits.argmax(1).eq(batch.labels).sum().item<int64_t>();
-    return out;
-  }
-  options.classification_head = nullptr;
-  const torch::Tensor logits = forward.model().Forward(batch.inputs, options).logits;
-  out.loss = model::CausalLmLoss(logits, batch.targets);
-  // Counting reads a value back from the device: only evaluation needs it.
-  if (count_correct) out.count = batch.targets.ne(model::kLossIgnoreIndex).sum().item<int64_t>();
-  return out;
-}
-
-// Cycles through shuffled epochs of `n` examples.
-class BatchStream {
- public:
-  BatchStream(size_t n, size_t batch, uint64_t seed) : n_(n), batch_(batch), seed_(seed) {}
-  const std::vector<size_t>& Next() {
-    if (next_ >= order_.size()) {
-      order_ = model::MakeBatchOrder(n_, batch_, model::DeriveSeed(seed_, epoch_++), /*drop_last=*/n_ >= batch_);
-      next_ = 0;
-    }
-    return order_[next_++];
-  }
-
- private:
-  size_t n_, batch_;
-  uint64_t seed_;
-  uint64_t epoch_ = 0;
-  std::vector<std::vector<size_t>> order_;
-  size_t next_ = 0;
-};
 
 absl::StatusOr<std::unique_ptr<peft::StateForward>> MakeForward(const std::shared_ptr<const model::Model>& model,
                                                                 const PeftTrainerOptions& options,
@@ -207,7 +128,8 @@ absl::StatusOr<protocols::Update> TrainPeftImpl(const std::shared_ptr<const mode
     double step_loss = 0;
     for (int micro = 0; micro < h.accumulation; ++micro) {
       const model::Batch host = model::MakeBatch(data.train, batches.Next(), /*pad_id=*/0, h.seq_len);
-      const DeviceBatch batch = ToDevice(host, device, classification);
+      DeviceBatch batch;
+      ToDevice(host, device, classification, &batch);
       tokens += batch.tokens;
       forward->Materialize();
       torch::Tensor loss;
@@ -293,7 +215,8 @@ absl::StatusOr<protocols::EvalReport> EvaluatePeftImpl(const std::shared_ptr<con
     std::vector<size_t> indices;
     for (size_t i = begin; i < std::min(n, begin + b); ++i) indices.push_back(i);
     const model::Batch host = model::MakeBatch(data.eval, indices, /*pad_id=*/0, std::max(0, task.seq_len));
-    const DeviceBatch batch = ToDevice(host, model->device(), classification);
+    DeviceBatch batch;
+    ToDevice(host, model->device(), classification, &batch);
     internal::Bf16AutocastGuard autocast(model->device(), options.train.bf16_autocast);
     const BatchLoss l = Loss(*forward, batch, classification, /*count_correct=*/true);
     if (l.count == 0) continue;

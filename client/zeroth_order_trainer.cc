@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "client/internal/batches.h"
 #include "client/internal/torch_compat.h"
 #include "model/dataset_rng.h"
 #include "model/transformer.h"
@@ -27,20 +28,18 @@ namespace fedfm::client {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+using internal::BatchStream;
+using internal::DeviceBatch;
+using internal::FromTorchError;
+using internal::kBatchOrderPurpose;
+using internal::Loss;
+using internal::ToDevice;
 using protocols::Coverage;
 using protocols::TensorCoverage;
 using protocols::TensorMap;
 
 // Purposes of model::DeriveSeed under the round seed.
-constexpr uint64_t kBatchOrderPurpose = 2;
-constexpr uint64_t kStepPurpose = 3;
-
-absl::Status FromTorchError(const char* what, const c10::Error& e) {
-  if (internal::IsOutOfMemory(e)) {
-    return absl::ResourceExhaustedError(absl::StrCat(what, ": out of memory: ", e.what_without_backtrace()));
-  }
-  return absl::InternalError(absl::StrCat(what, ": ", e.what_without_backtrace()));
-}
+constexpr uint64_t kStepPurpose = 3;  // internal::kBatchOrderPurpose is 2
 
 // A run of consecutive elements of one global tensor inside the flat buffer.
 struct Segment {
@@ -132,56 +131,6 @@ class DualLevel {
  private:
   uint64_t index_;
 };
-
-// One micro-batch on the model's device.
-struct DeviceBatch {
-  torch::Tensor inputs;          // [B, T] int64
-  torch::Tensor targets;         // [B, T] int64, kLossIgnoreIndex where no loss
-  torch::Tensor attention_mask;  // [B, T] bool (classification)
-  torch::Tensor labels;          // [B] int64 (classification)
-  int64_t tokens = 0;            // real tokens
-};
-
-// Fills `out` with `batch` on `device`, reusing its tensors when the shapes
-// match (the previous step's): the step loop then allocates nothing between
-// the forward passes' activations, which keeps a CPU heap from fragmenting.
-void ToDevice(const model::Batch& batch, const torch::Device& device, bool classification, DeviceBatch* out) {
-  const int64_t b = batch.batch_size, t = batch.seq_len;
-  auto fill = [&](const std::vector<int32_t>& v, std::vector<int64_t> shape, torch::Tensor* dst) {
-    const torch::Tensor src = torch::from_blob(const_cast<int32_t*>(v.data()), shape, torch::kInt);
-    if (dst->defined() && dst->sizes() == src.sizes()) {
-      dst->copy_(src);
-    } else {
-      *dst = src.to(device, torch::kLong);
-    }
-  };
-  fill(batch.inputs, {b, t}, &out->inputs);
-  out->tokens = 0;
-  for (int32_t n : batch.lengths) out->tokens += n;
-  if (classification) {
-    torch::Tensor lengths;
-    fill(batch.lengths, {b}, &lengths);
-    out->attention_mask =
-        torch::arange(t, torch::TensorOptions().dtype(torch::kLong).device(device)).unsqueeze(0).lt(lengths.unsqueeze(1));
-    fill(batch.labels, {b}, &out->labels);
-  } else {
-    fill(batch.targets, {b, t}, &out->targets);
-  }
-}
-
-// Mean loss of one micro-batch (a 0-dim float32 tensor): next-token
-// cross-entropy over its targets, or the head's cross-entropy over its examples.
-torch::Tensor BatchLoss(const peft::StateForward& forward, const DeviceBatch& batch, bool classification) {
-  model::ForwardOptions options = forward.forward_options();
-  if (classification) {
-    options.compute_logits = false;
-    options.attention_mask = batch.attention_mask;
-    const torch::Tensor logits = forward.model().Forward(batch.inputs, options).class_logits.to(torch::kFloat);
-    return torch::nn::functional::cross_entropy(logits, batch.labels);
-  }
-  options.classification_head = nullptr;
-  return model::CausalLmLoss(forward.model().Forward(batch.inputs, options).logits, batch.targets);
-}
 
 // The trained coverage of `options.trainable` (see the header).
 absl::StatusOr<Coverage> TrainedSet(const ZerothOrderTrainerOptions& options, const protocols::Task& task,
@@ -342,11 +291,8 @@ absl::StatusOr<protocols::Update> TrainImpl(const std::shared_ptr<const model::M
   }
 
   const uint64_t round_seed = model::DeriveSeed(seed, task.round_seed);
-  const uint64_t order_seed = model::DeriveSeed(round_seed, kBatchOrderPurpose);
-  const size_t n = data.train.size(), b = static_cast<size_t>(h.batch);
-  std::vector<std::vector<size_t>> order;
-  size_t next = 0;
-  uint64_t epoch = 0;
+  BatchStream batches(data.train.size(), static_cast<size_t>(h.batch),
+                      model::DeriveSeed(round_seed, kBatchOrderPurpose));
   zeroth_order::SeedScalarAccumulator acc(pool.has_value() ? pool->size() : 1);
 
   internal::PeakMemoryMeter meter(device);
@@ -357,11 +303,7 @@ absl::StatusOr<protocols::Update> TrainImpl(const std::shared_ptr<const model::M
   std::vector<DeviceBatch> micro(static_cast<size_t>(h.accumulation));
   for (int step = 1; step <= h.steps; ++step) {
     for (int m = 0; m < h.accumulation; ++m) {
-      if (next >= order.size()) {
-        order = model::MakeBatchOrder(n, b, model::DeriveSeed(order_seed, epoch++), /*drop_last=*/n >= b);
-        next = 0;
-      }
-      const model::Batch host = model::MakeBatch(data.train, order[next++], /*pad_id=*/0, h.seq_len);
+      const model::Batch host = model::MakeBatch(data.train, batches.Next(), /*pad_id=*/0, h.seq_len);
       ToDevice(host, device, classification, &micro[m]);
       tokens += micro[m].tokens;
     }
@@ -370,7 +312,7 @@ absl::StatusOr<protocols::Update> TrainImpl(const std::shared_ptr<const model::M
       forward->Materialize();
       torch::Tensor sum;
       for (const DeviceBatch& batch : micro) {
-        torch::Tensor l = BatchLoss(*forward, batch, classification);
+        torch::Tensor l = Loss(*forward, batch, classification, /*count_correct=*/false).loss;
         sum = sum.defined() ? sum + l : l;
       }
       return sum / static_cast<double>(micro.size());
