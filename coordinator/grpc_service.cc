@@ -331,8 +331,9 @@ class CoordinatorService::DownloadReactor final : public grpc::ServerWriteReacto
   absl::Status Prepare() {
     const std::string& client = request_.binding().client_id();
     FEDFM_RETURN_IF_ERROR(service_->Authenticate(context_, "DownloadModel", client, request_));
-    FEDFM_ASSIGN_OR_RETURN(ClientRecord record, service_->store_.GetClient(client));
-    if (record.revoked) return absl::PermissionDeniedError(absl::StrCat("client \"", client, "\" is revoked"));
+    if (service_->engine_.IsRevoked(client)) {
+      return absl::PermissionDeniedError(absl::StrCat("client \"", client, "\" is revoked"));
+    }
     FEDFM_ASSIGN_OR_RETURN(protocols::ModelSnapshot snapshot, service_->engine_.GetModel(request_.model_version()));
     bytes_ = snapshot.safetensors;
     if (bytes_ == nullptr) return absl::InternalError("model version without bytes");

@@ -250,6 +250,10 @@ class RoundEngine::Impl {
   absl::StatusOr<std::string> CreateToken(int64_t uses, int64_t expires_in_ms);
   absl::StatusOr<std::vector<ClientInfo>> ListClients();
   absl::Status RevokeClient(const std::string& client_id);
+  bool IsRevoked(const std::string& client_id) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return revoked_.contains(client_id);
+  }
   absl::StatusOr<protocols::PollResponse> Poll(const protocols::PollRequest& request);
   absl::StatusOr<protocols::ModelSnapshot> GetModel(const std::string& version);
   absl::Status SubmitUpdate(const Binding& binding, const Update& update);
@@ -402,7 +406,7 @@ class RoundEngine::Impl {
   std::unique_ptr<aggregation::ServerOptimizer> optimizer_;
   InMemoryDashboardSource dashboard_;
 
-  std::mutex mu_;
+  mutable std::mutex mu_;
   protocols::ModelSnapshot current_;
   std::set<std::string> known_versions_;  // model versions of this run's committed rounds
   int64_t last_committed_ = -1;
@@ -1857,6 +1861,7 @@ absl::StatusOr<std::string> RoundEngine::CreateToken(int64_t uses, int64_t expir
 }
 absl::StatusOr<std::vector<ClientInfo>> RoundEngine::ListClients() { return impl_->ListClients(); }
 absl::Status RoundEngine::RevokeClient(const std::string& client_id) { return impl_->RevokeClient(client_id); }
+bool RoundEngine::IsRevoked(const std::string& client_id) const { return impl_->IsRevoked(client_id); }
 absl::StatusOr<protocols::PollResponse> RoundEngine::Poll(const protocols::PollRequest& request) {
   return impl_->Poll(request);
 }

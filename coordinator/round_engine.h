@@ -252,6 +252,8 @@ class RoundEngine {
   // Revokes the client: its later messages are refused; if it is part of
   // the round in progress it counts as dropped from now on.
   absl::Status RevokeClient(const std::string& client_id);
+  // Whether the client is revoked (from memory; the store is read at start).
+  bool IsRevoked(const std::string& client_id) const;
 
   // --- The round, client side ---------------------------------------------
 
