@@ -166,7 +166,7 @@ class DeviceTrainer final : public client::Trainer {
   absl::StatusOr<protocols::EvalReport> Evaluate(const protocols::Task& task, const client::TrainableState& state,
                                                   client::Dataset&) override {
     const Method method = task.method == Method::kAuto ? Method::kLora : task.method;
-    FEDFM_ASSIGN_OR_RETURN(client::Trainer * trainer, TrainerFor(factory_.Supports(method) ? method : Method::kLora));
+    FEDFM_ASSIGN_OR_RETURN(client::Trainer * trainer, TrainerFor(method));
     FEDFM_RETURN_IF_ERROR(EnsureSeqLen(task.seq_len));
     return trainer->Evaluate(task, state, data_);
   }
@@ -174,10 +174,6 @@ class DeviceTrainer final : public client::Trainer {
  private:
   absl::StatusOr<client::Trainer*> TrainerFor(Method method) {
     if (method == Method::kAuto) method = Method::kLora;
-    if (!factory_.Supports(method)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("this device has no ", protocols::MethodName(method), " trainer"));
-    }
     auto it = trainers_.find(method);
     if (it == trainers_.end()) {
       FEDFM_ASSIGN_OR_RETURN(std::unique_ptr<client::Trainer> t, factory_.Create(method, client_seed_));
@@ -344,11 +340,7 @@ int RunClient(const ClientFlags& f) {
     protocols::DeviceProfile profile;
     for (Method m : {Method::kLora, Method::kPartial, Method::kZerothOrder}) {
       if (f.method != "auto" && f.method != protocols::MethodName(m)) continue;
-      if ((*probe)->Supports(m)) profile.methods.push_back(m);
-    }
-    if (profile.methods.empty()) {
-      return Fail(kCmd, absl::FailedPreconditionError(
-                            absl::StrCat("no trainer for --method ", f.method, " is built into this fedfm")));
+      profile.methods.push_back(m);
     }
     char host[256] = {};
     ::gethostname(host, sizeof(host) - 1);

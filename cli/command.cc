@@ -12,7 +12,7 @@ int Fail(std::string_view command, const absl::Status& status) {
 }
 
 int NotBuilt(std::string_view command, std::string_view what) {
-  std::fprintf(stderr, "fedfm %.*s: not built yet: %.*s\n", static_cast<int>(command.size()), command.data(),
+  std::fprintf(stderr, "fedfm %.*s: not built: %.*s\n", static_cast<int>(command.size()), command.data(),
                static_cast<int>(what.size()), what.data());
   return kExitUsage;
 }

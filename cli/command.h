@@ -30,8 +30,8 @@ struct GlobalFlags {
 
 // Prints "fedfm <command>: <message>" on stderr and returns kExitRuntimeError.
 int Fail(std::string_view command, const absl::Status& status);
-// For subcommands whose capability has not landed yet: says so plainly and
-// returns kExitUsage. Never pretends to work.
+// For subcommands this build leaves out (gRPC commands with FEDFM_GRPC=OFF):
+// says so plainly and returns kExitUsage. Never pretends to work.
 int NotBuilt(std::string_view command, std::string_view what);
 
 void RegisterConfigCommand(CLI::App& app, Action& action);

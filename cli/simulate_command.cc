@@ -31,7 +31,6 @@
 namespace fedfm::cli {
 namespace {
 
-using protocols::Method;
 
 struct SimulateFlags {
   std::string config;
@@ -150,11 +149,6 @@ int Run(const SimulateFlags& f, const GlobalFlags& global) {
     std::printf("  %-12s x%-4lld %-22s planned %s\n", e.device.c_str(), static_cast<long long>(e.clients),
                 how.c_str(), e.method.rfind("none", 0) == 0 ? "-" : absl::StrFormat("%.4f s", e.estimated_round_s).c_str());
   }
-  for (Method m : {Method::kLora, Method::kPartial, Method::kZerothOrder}) {
-    if (!(*trainers)->Supports(m)) {
-      std::printf("  note: the %s trainer is not built yet; devices that need it sit out\n", protocols::MethodName(m));
-    }
-  }
   if (f.fake_trainers) std::printf("  note: --fake-trainers: FakeTrainer stand-ins, no model is trained\n");
   std::printf("  %d training threads x %d LibTorch threads; setup %.1f s\n", workers, torch_threads,
               context.setup_wall_s);
@@ -194,7 +188,7 @@ int Run(const SimulateFlags& f, const GlobalFlags& global) {
 
   absl::StatusOr<simulation::ReportFiles> files = simulation::WriteReport(out, config, *result, context);
   if (!files.ok()) return Fail(kCmd, files.status());
-  std::printf("\n%s", simulation::SummaryTable(*result, context).c_str());
+  std::printf("\n%s", simulation::SummaryTable(*result).c_str());
   std::printf("\n  %s\n", result->finish_reason.c_str());
   if (!files->plot_warning.empty()) std::printf("  warning: %s\n", files->plot_warning.c_str());
   std::printf("  report   %s\n  results  %s\n  summary  %s\n", files->html.c_str(), files->results.c_str(),

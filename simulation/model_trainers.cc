@@ -36,8 +36,6 @@ class ModelFactory final : public TrainerFactory {
         layout_(std::move(layout)),
         dims_(dims) {}
 
-  bool Supports(Method) const override { return true; }
-
   absl::StatusOr<std::unique_ptr<client::Trainer>> Create(Method method, uint64_t client) override {
     const uint64_t seed = model::DeriveSeed(model::DeriveSeed(config_.run.seed, kTrainerPurpose), client);
     switch (method) {

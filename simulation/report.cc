@@ -302,7 +302,6 @@ std::string SummaryJson(const protocols::RunConfig& config, const SimulationResu
                          {"estimated_memory_bytes", f.estimated_memory_bytes}});
   }
   j["fleet"] = fleet;
-  j["unsupported_methods"] = result.unsupported_methods;
   const double reduction = result.initial_eval_loss - result.final_eval_loss;
   j["loss"] = json{{"initial_eval", Num(result.initial_eval_loss)},
                    {"final_eval", Num(result.final_eval_loss)},
@@ -357,7 +356,7 @@ std::string SummaryJson(const protocols::RunConfig& config, const SimulationResu
   return j.dump(2);
 }
 
-std::string SummaryTable(const SimulationResult& result, const RunContext& context) {
+std::string SummaryTable(const SimulationResult& result) {
   std::string out;
   int64_t committed = 0;
   for (const RoundRecord& r : result.rounds) committed += r.round > 0 && r.committed && !r.evaluation;
@@ -394,10 +393,6 @@ std::string SummaryTable(const SimulationResult& result, const RunContext& conte
                                           Bytes(static_cast<double>(t.bytes_up)),
                                           Bytes(static_cast<double>(t.bytes_down)), Fmt(t.last_train_loss)));
   }
-  for (const std::string& m : result.unsupported_methods) {
-    absl::StrAppend(&out, "  (", m, ": trainer not built yet; devices that need it sit out)\n");
-  }
-  (void)context;
   return out;
 }
 
@@ -429,7 +424,7 @@ absl::StatusOr<ReportFiles> WriteReport(const std::filesystem::path& dir, const 
       "<br>", config.simulation.num_clients, " virtual clients, ", config.rounds.clients_per_round,
       " sampled per round, deadline ", config.rounds.deadline_s, " s of virtual time, SecAgg+ ",
       config.secagg.enabled ? "on" : "off", ". ", HtmlEscape(result.finish_reason), ".</p>\n");
-  absl::StrAppend(&h, "<h2>Summary</h2>\n<pre>", HtmlEscape(SummaryTable(result, context)), "</pre>\n");
+  absl::StrAppend(&h, "<h2>Summary</h2>\n<pre>", HtmlEscape(SummaryTable(result)), "</pre>\n");
   absl::StrAppend(&h, "<h2>Fleet</h2>\n<p>Methods as coordinator::ChooseMethod assigns them at nominal speed.</p>",
                   "<table><tr><th class=l>device</th><th class=l>what</th><th>clients</th><th class=l>method</th>"
                   "<th>rank</th><th>k</th><th>est. round (s)</th><th>est. memory</th></tr>\n");

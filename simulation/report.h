@@ -60,7 +60,7 @@ absl::StatusOr<ReportFiles> WriteReport(const std::filesystem::path& dir, const 
                                         const SimulationResult& result, const RunContext& context);
 
 // The short table `fedfm simulate` prints at the end.
-std::string SummaryTable(const SimulationResult& result, const RunContext& context);
+std::string SummaryTable(const SimulationResult& result);
 
 }  // namespace fedfm::simulation
 

@@ -409,28 +409,6 @@ std::array<uint8_t, 32> SecAggSeed(uint64_t seed, uint64_t slot, uint64_t client
   return key;
 }
 
-// The profile with its methods narrowed to those the factory can train.
-absl::StatusOr<protocols::DeviceProfile> Trainable(const protocols::DeviceProfile& profile,
-                                                   const TrainerFactory& trainers) {
-  std::vector<Method> wanted = profile.methods;
-  if (wanted.empty()) wanted = {Method::kLora, Method::kPartial, Method::kZerothOrder};
-  std::vector<Method> ok;
-  for (Method m : wanted) {
-    if (trainers.Supports(m)) ok.push_back(m);
-  }
-  if (ok.size() == 3 && profile.methods.empty()) return profile;
-  if (ok.empty()) {
-    std::vector<std::string> names;
-    for (Method m : wanted) names.push_back(protocols::MethodName(m));
-    return absl::FailedPreconditionError(absl::StrCat("device \"", profile.name, "\" trains only ",
-                                                      absl::StrJoin(names, ", "),
-                                                      ", whose trainer is not built yet"));
-  }
-  protocols::DeviceProfile p = profile;
-  p.methods = ok;
-  return p;
-}
-
 // Clients in a seeded random order, drawn lazily (memory: what was drawn).
 class PollOrder {
  public:
@@ -516,9 +494,7 @@ absl::StatusOr<std::vector<FleetEntry>> PlanFleet(const protocols::RunConfig& co
     e.device = d.profile.name;
     e.description = d.description;
     e.clients = fleet.count[i];
-    absl::StatusOr<protocols::DeviceProfile> p = Trainable(d.profile, trainers);
-    absl::StatusOr<MethodChoice> choice =
-        p.ok() ? coordinator::ChooseMethod(*p, config, shape) : absl::StatusOr<MethodChoice>(p.status());
+    absl::StatusOr<MethodChoice> choice = coordinator::ChooseMethod(d.profile, config, shape);
     if (choice.ok()) {
       e.method = protocols::MethodName(choice->method);
       e.lora_rank = choice->lora_rank;
@@ -552,15 +528,12 @@ absl::StatusOr<SimulationResult> RunSimulation(const protocols::RunConfig& confi
   const uint64_t state_bytes = initial.TotalBytes();
 
   SimulationResult result;
-  for (Method m : {Method::kLora, Method::kPartial, Method::kZerothOrder}) {
-    if (!trainers.Supports(m)) result.unsupported_methods.push_back(protocols::MethodName(m));
-  }
   FEDFM_ASSIGN_OR_RETURN(result.fleet, PlanFleet(config, trainers));
 
   FEDFM_ASSIGN_OR_RETURN(std::unique_ptr<coordinator::Store> store, coordinator::OpenSqliteStore(":memory:"));
   coordinator::ManualClock clock;
   std::unique_ptr<coordinator::SeedPoolReplay> replay;
-  if (config.zeroth_order.seed_pool > 0 && trainers.Supports(Method::kZerothOrder)) {
+  if (config.zeroth_order.seed_pool > 0) {
     FEDFM_ASSIGN_OR_RETURN(replay, coordinator::SeedPoolReplay::FromConfig(config, initial));
   }
   const int64_t deadline_ms = std::max<int64_t>(1, std::llround(config.rounds.deadline_s * 1000.0));
@@ -575,12 +548,6 @@ absl::StatusOr<SimulationResult> RunSimulation(const protocols::RunConfig& confi
   // widest range the fixed point allows for a full round (n * clip * 2^q < 2^31).
   eo.seed_scalar_clip =
       std::min(256.0, 0.5 * std::ldexp(1.0, 31 - config.secagg.fraction_bits) / std::max(1, config.rounds.clients_per_round));
-  eo.method_rule = [&trainers](const std::string&, const protocols::DeviceProfile& profile,
-                               const protocols::RunConfig& rc,
-                               const WorkloadShape& ws) -> absl::StatusOr<MethodChoice> {
-    FEDFM_ASSIGN_OR_RETURN(protocols::DeviceProfile p, Trainable(profile, trainers));
-    return coordinator::ChooseMethod(p, rc, ws);
-  };
   FEDFM_ASSIGN_OR_RETURN(std::unique_ptr<coordinator::RoundEngine> engine,
                          coordinator::RoundEngine::Create(config, *store, clock, initial, dims, replay.get(), eo));
   result.run_id = engine->run_id();

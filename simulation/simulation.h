@@ -113,7 +113,6 @@ struct SimulationResult {
   std::string finish_reason;
   std::vector<RoundRecord> rounds;
   std::vector<FleetEntry> fleet;
-  std::vector<std::string> unsupported_methods;  // methods whose trainer is not built yet
   double initial_eval_loss = kNaN;
   double final_eval_loss = kNaN;
   double virtual_time_s = 0;

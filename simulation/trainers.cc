@@ -44,8 +44,6 @@ class FakeFactory final : public TrainerFactory {
               zeroth_order::NoiseKind noise)
       : config_(std::move(config)), dims_(dims), settings_(settings), noise_(noise) {}
 
-  bool Supports(Method) const override { return true; }
-
   absl::StatusOr<std::unique_ptr<client::Trainer>> Create(Method method, uint64_t) override {
     client::FakeTrainerOptions o;
     o.target_seed = settings_.target_seed;

@@ -23,9 +23,6 @@ class TrainerFactory {
  public:
   virtual ~TrainerFactory() = default;
 
-  // Whether `method` can be trained here (false while its trainer is not
-  // built yet: such clients are then never selected).
-  virtual bool Supports(protocols::Method method) const = 0;
   // A trainer for one round of registered client `client` with `method`
   // (its own draws seeded from the run seed and `client`).
   virtual absl::StatusOr<std::unique_ptr<client::Trainer>> Create(protocols::Method method, uint64_t client) = 0;
@@ -46,13 +43,12 @@ absl::StatusOr<protocols::ModelDims> ReadModelDims(const protocols::RunConfig& c
 // The real trainers (client::LoraTrainer, PartialLayerTrainer,
 // ZerothOrderTrainer) over the model of `config` (model.path, model.dtype,
 // model.device), loaded once and shared by every client. `num_labels` > 0:
-// the state carries a classification head. A method whose trainer is not
-// built yet is reported by Supports() = false.
+// the state carries a classification head.
 absl::StatusOr<std::unique_ptr<TrainerFactory>> MakeModelTrainerFactory(const protocols::RunConfig& config,
                                                                         int num_labels);
 
 // FakeTrainers (client/testing/fake_trainer.h) over the real global-state
-// layout of `dims`: no model is trained, every method is supported, seed
+// layout of `dims`: no model is trained, seed
 // scalars are replayable by the coordinator. For tests and for scale runs
 // of the coordinator path. `quality` per method: how well an update points
 // at the shared target (LoRA, partial, zeroth order).
