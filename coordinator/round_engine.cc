@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <functional>
 #include <mutex>
 #include <set>
 #include <utility>
@@ -372,6 +373,19 @@ class RoundEngine::Impl {
   absl::StatusOr<Participant*> Locate(const Binding& binding, Phase phase, int64_t now);
   // Under the lock: the participant for a fetch (no phase check).
   absl::StatusOr<Participant*> LocateForFetch(const Binding& binding);
+  // A SecAgg message routed to the client once the round is past `phase`:
+  // none yet (retry after a poll interval) until then, Aborted when the
+  // client was left out. Counts its bytes down the first time it is fetched.
+  // A SecAgg message of the client's in `phase`: the binding, the message's
+  // index (`what` names the message), `check` (may be empty), then the
+  // group's server takes it; the client has answered and its bytes count up.
+  template <typename M>
+  absl::Status SubmitToGroup(const Binding& binding, Phase phase, const M& message, const char* what,
+                             absl::Status (secagg::SecAggServer::*accept)(const M&),
+                             const std::function<absl::Status(const Participant&)>& check = nullptr);
+  template <typename T>
+  absl::StatusOr<Routed<T>> FetchRouted(const Binding& binding, Phase phase, std::optional<T> Participant::*message,
+                                        bool Participant::*fetched, const char* left_out_reason);
   absl::StatusOr<Group*> GroupOf(Participant* p);
 
   absl::Status AdvanceLocked(int64_t now);
@@ -1616,74 +1630,63 @@ absl::Status RoundEngine::Impl::SubmitUpdate(const Binding& binding, const Updat
   return advanced;
 }
 
-absl::Status RoundEngine::Impl::SubmitKeys(const Binding& binding, const secagg::ClientKeys& keys) {
+template <typename M>
+absl::Status RoundEngine::Impl::SubmitToGroup(const Binding& binding, Phase phase, const M& message,
+                                              const char* what,
+                                              absl::Status (secagg::SecAggServer::*accept)(const M&),
+                                              const std::function<absl::Status(const Participant&)>& check) {
   FEDFM_RETURN_IF_ERROR(PreCheck(binding));
   std::lock_guard<std::mutex> lock(mu_);
   const int64_t now = clock_.NowMs();
-  FEDFM_ASSIGN_OR_RETURN(Participant * p, Locate(binding, Phase::kAdvertiseKeys, now));
+  FEDFM_ASSIGN_OR_RETURN(Participant * p, Locate(binding, phase, now));
   FEDFM_ASSIGN_OR_RETURN(Group * g, GroupOf(p));
-  if (keys.index != p->task.secagg.index) {
-    return absl::InvalidArgumentError(absl::StrCat("SecAgg keys carry index ", keys.index, "; client \"", p->id,
-                                                   "\" has index ", p->task.secagg.index));
+  if (check) FEDFM_RETURN_IF_ERROR(check(*p));
+  if (message.index != p->task.secagg.index) {
+    return absl::InvalidArgumentError(absl::StrCat("SecAgg ", what, " of client \"", p->id, "\" name index ",
+                                                   message.index, "; the client has index ", p->task.secagg.index));
   }
-  FEDFM_RETURN_IF_ERROR(g->server->AcceptKeys(keys));
+  FEDFM_RETURN_IF_ERROR(((*g->server).*accept)(message));
   p->answered = true;
-  p->bytes_up += static_cast<int64_t>(secagg::SerializedSize(keys));
+  p->bytes_up += static_cast<int64_t>(secagg::SerializedSize(message));
   absl::Status s = AdvanceLocked(now);
   PublishStatusLocked(now);
   return s;
+}
+
+absl::Status RoundEngine::Impl::SubmitKeys(const Binding& binding, const secagg::ClientKeys& keys) {
+  return SubmitToGroup(binding, Phase::kAdvertiseKeys, keys, "keys", &secagg::SecAggServer::AcceptKeys);
+}
+
+template <typename T>
+absl::StatusOr<Routed<T>> RoundEngine::Impl::FetchRouted(const Binding& binding, Phase phase,
+                                                         std::optional<T> Participant::*message,
+                                                         bool Participant::*fetched, const char* left_out_reason) {
+  std::lock_guard<std::mutex> lock(mu_);
+  FEDFM_ASSIGN_OR_RETURN(Participant * p, LocateForFetch(binding));
+  if (p->group < 0) return absl::FailedPreconditionError("this round does not use secure aggregation");
+  if (PhaseOrder(round_->phase) <= PhaseOrder(phase)) return Routed<T>{std::nullopt, options_.poll_interval_ms};
+  const std::optional<T>& m = p->*message;
+  if (!m.has_value()) {
+    return absl::AbortedError(absl::StrCat("client \"", p->id, "\" is out of the SecAgg round: ",
+                                           p->reason.empty() ? left_out_reason : p->reason));
+  }
+  if (!(p->*fetched)) {
+    p->*fetched = true;
+    p->bytes_down += static_cast<int64_t>(secagg::SerializedSize(*m));
+  }
+  return Routed<T>{m, 0};
 }
 
 absl::StatusOr<Routed<secagg::NeighborKeys>> RoundEngine::Impl::FetchNeighborKeys(const Binding& binding) {
-  std::lock_guard<std::mutex> lock(mu_);
-  FEDFM_ASSIGN_OR_RETURN(Participant * p, LocateForFetch(binding));
-  if (p->group < 0) return absl::FailedPreconditionError("this round does not use secure aggregation");
-  if (PhaseOrder(round_->phase) <= PhaseOrder(Phase::kAdvertiseKeys)) {
-    return Routed<secagg::NeighborKeys>{std::nullopt, options_.poll_interval_ms};
-  }
-  if (!p->neighbor_keys.has_value()) {
-    return absl::AbortedError(absl::StrCat("client \"", p->id, "\" is out of the SecAgg round: ", p->reason));
-  }
-  if (!p->fetched_keys) {
-    p->fetched_keys = true;
-    p->bytes_down += static_cast<int64_t>(secagg::SerializedSize(*p->neighbor_keys));
-  }
-  return Routed<secagg::NeighborKeys>{p->neighbor_keys, 0};
+  return FetchRouted(binding, Phase::kAdvertiseKeys, &Participant::neighbor_keys, &Participant::fetched_keys, "");
 }
 
 absl::Status RoundEngine::Impl::SubmitShares(const Binding& binding, const secagg::ClientShares& shares) {
-  FEDFM_RETURN_IF_ERROR(PreCheck(binding));
-  std::lock_guard<std::mutex> lock(mu_);
-  const int64_t now = clock_.NowMs();
-  FEDFM_ASSIGN_OR_RETURN(Participant * p, Locate(binding, Phase::kShareKeys, now));
-  FEDFM_ASSIGN_OR_RETURN(Group * g, GroupOf(p));
-  if (shares.index != p->task.secagg.index) {
-    return absl::InvalidArgumentError(absl::StrCat("SecAgg shares carry index ", shares.index, "; client \"", p->id,
-                                                   "\" has index ", p->task.secagg.index));
-  }
-  FEDFM_RETURN_IF_ERROR(g->server->AcceptShares(shares));
-  p->answered = true;
-  p->bytes_up += static_cast<int64_t>(secagg::SerializedSize(shares));
-  absl::Status s = AdvanceLocked(now);
-  PublishStatusLocked(now);
-  return s;
+  return SubmitToGroup(binding, Phase::kShareKeys, shares, "shares", &secagg::SecAggServer::AcceptShares);
 }
 
 absl::StatusOr<Routed<secagg::RoutedShares>> RoundEngine::Impl::FetchRoutedShares(const Binding& binding) {
-  std::lock_guard<std::mutex> lock(mu_);
-  FEDFM_ASSIGN_OR_RETURN(Participant * p, LocateForFetch(binding));
-  if (p->group < 0) return absl::FailedPreconditionError("this round does not use secure aggregation");
-  if (PhaseOrder(round_->phase) <= PhaseOrder(Phase::kShareKeys)) {
-    return Routed<secagg::RoutedShares>{std::nullopt, options_.poll_interval_ms};
-  }
-  if (!p->routed_shares.has_value()) {
-    return absl::AbortedError(absl::StrCat("client \"", p->id, "\" is out of the SecAgg round: ", p->reason));
-  }
-  if (!p->fetched_shares) {
-    p->fetched_shares = true;
-    p->bytes_down += static_cast<int64_t>(secagg::SerializedSize(*p->routed_shares));
-  }
-  return Routed<secagg::RoutedShares>{p->routed_shares, 0};
+  return FetchRouted(binding, Phase::kShareKeys, &Participant::routed_shares, &Participant::fetched_shares, "");
 }
 
 absl::Status RoundEngine::Impl::SubmitMaskedInput(const Binding& binding, const secagg::MaskedInput& input,
@@ -1719,42 +1722,17 @@ absl::Status RoundEngine::Impl::SubmitMaskedInput(const Binding& binding, const 
 }
 
 absl::StatusOr<Routed<secagg::UnmaskRequest>> RoundEngine::Impl::FetchUnmaskRequest(const Binding& binding) {
-  std::lock_guard<std::mutex> lock(mu_);
-  FEDFM_ASSIGN_OR_RETURN(Participant * p, LocateForFetch(binding));
-  if (p->group < 0) return absl::FailedPreconditionError("this round does not use secure aggregation");
-  if (PhaseOrder(round_->phase) <= PhaseOrder(Phase::kCollect)) {
-    return Routed<secagg::UnmaskRequest>{std::nullopt, options_.poll_interval_ms};
-  }
-  if (!p->unmask_request.has_value()) {
-    return absl::AbortedError(absl::StrCat("client \"", p->id, "\" is out of the SecAgg round: ",
-                                           p->reason.empty() ? "its masked input was not included" : p->reason));
-  }
-  if (!p->fetched_unmask) {
-    p->fetched_unmask = true;
-    p->bytes_down += static_cast<int64_t>(secagg::SerializedSize(*p->unmask_request));
-  }
-  return Routed<secagg::UnmaskRequest>{p->unmask_request, 0};
+  return FetchRouted(binding, Phase::kCollect, &Participant::unmask_request, &Participant::fetched_unmask,
+                     "its masked input was not included");
 }
 
 absl::Status RoundEngine::Impl::SubmitUnmask(const Binding& binding, const secagg::UnmaskResponse& response) {
-  FEDFM_RETURN_IF_ERROR(PreCheck(binding));
-  std::lock_guard<std::mutex> lock(mu_);
-  const int64_t now = clock_.NowMs();
-  FEDFM_ASSIGN_OR_RETURN(Participant * p, Locate(binding, Phase::kUnmask, now));
-  FEDFM_ASSIGN_OR_RETURN(Group * g, GroupOf(p));
-  if (!p->unmask_request.has_value()) {
-    return absl::FailedPreconditionError(absl::StrCat("client \"", p->id, "\" was not asked to unmask"));
-  }
-  if (response.index != p->task.secagg.index) {
-    return absl::InvalidArgumentError(absl::StrCat("SecAgg unmask response carries index ", response.index,
-                                                   "; client \"", p->id, "\" has index ", p->task.secagg.index));
-  }
-  FEDFM_RETURN_IF_ERROR(g->server->AcceptUnmask(response));
-  p->answered = true;
-  p->bytes_up += static_cast<int64_t>(secagg::SerializedSize(response));
-  absl::Status s = AdvanceLocked(now);
-  PublishStatusLocked(now);
-  return s;
+  return SubmitToGroup(binding, Phase::kUnmask, response, "unmask responses", &secagg::SecAggServer::AcceptUnmask,
+                       [](const Participant& p) -> absl::Status {
+                         if (p.unmask_request.has_value()) return absl::OkStatus();
+                         return absl::FailedPreconditionError(
+                             absl::StrCat("client \"", p.id, "\" was not asked to unmask"));
+                       });
 }
 
 absl::Status RoundEngine::Impl::Report(const Binding& binding, const protocols::EvalReport& report) {
