@@ -16,8 +16,6 @@
 namespace fedfm::model::internal::cuda {
 namespace {
 
-constexpr int kThreads = 256;
-
 // A running softmax denominator: sum of exp(x - max) over the values seen.
 struct MaxSum {
   float max = -INFINITY;
@@ -43,7 +41,7 @@ struct MaxSum {
 };
 
 __device__ inline void BlockMerge(MaxSum& ms) {
-  __shared__ float maxes[kThreads / 32], sums[kThreads / 32];
+  __shared__ float maxes[kRowThreads / 32], sums[kRowThreads / 32];
   for (int step = 16; step > 0; step /= 2) {
     const float m = __shfl_xor_sync(0xffffffffu, ms.max, step);
     const float s = __shfl_xor_sync(0xffffffffu, ms.sum, step);
@@ -56,36 +54,24 @@ __device__ inline void BlockMerge(MaxSum& ms) {
   }
   __syncthreads();
   if (threadIdx.x == 0) {
-    for (int w = 1; w < kThreads / 32; ++w) ms.Merge(maxes[w], sums[w]);
+    for (int w = 1; w < kRowThreads / 32; ++w) ms.Merge(maxes[w], sums[w]);
   }
 }
 
-// Calls f(j, x_j) for this thread's share of row `x` of length v, with 16-byte
-// loads when the row allows them.
-template <typename T, typename F>
-__device__ inline void ForRow(const T* x, int64_t v, bool vectorized, F&& f) {
-  if (vectorized) {
-    const uint4* vx = reinterpret_cast<const uint4*>(x);
-    const int64_t nv = v / kVec<T>;
-    for (int64_t i = threadIdx.x; i < nv; i += kThreads) {
-      const uint4 bits = vx[i];
-      const T* lanes = reinterpret_cast<const T*>(&bits);
-#pragma unroll
-      for (int k = 0; k < kVec<T>; ++k) f(i * kVec<T> + k, ToFloat(lanes[k]));
-    }
-    return;
-  }
-  for (int64_t j = threadIdx.x; j < v; j += kThreads) f(j, ToFloat(x[j]));
-}
-
-template <typename T>
-__global__ void __launch_bounds__(kThreads)
-    ForwardKernel(const T* logits, int64_t v, bool vectorized, const int64_t* labels, int64_t ignore_index,
-                  float* lse, float* row_loss) {
+template <typename T, bool kVectorized>
+__global__ void __launch_bounds__(kRowThreads)
+    ForwardKernel(const T* logits, int64_t v, const int64_t* labels, int64_t ignore_index, float* lse,
+                  float* row_loss) {
+  constexpr int kL = kLanes<T, kVectorized>;
   const int64_t row = blockIdx.x;
   const T* x = logits + row * v;
   MaxSum ms;
-  ForRow(x, v, vectorized, [&](int64_t, float value) { ms.Add(value); });
+  for (int64_t j = threadIdx.x; j < RowUnits<T, kVectorized>(v); j += kRowThreads) {
+    float values[kL];
+    LoadLanes<T, kVectorized>(x, j, values);
+#pragma unroll
+    for (int k = 0; k < kL; ++k) ms.Add(values[k]);
+  }
   BlockMerge(ms);
   if (threadIdx.x != 0) return;
   const float row_lse = ms.max + logf(ms.sum);
@@ -100,10 +86,11 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-template <typename T>
-__global__ void __launch_bounds__(kThreads)
-    BackwardKernel(const T* logits, int64_t v, bool vectorized, const int64_t* labels, int64_t ignore_index,
-                   const float* lse, const float* grad_loss, const float* count, T* grad) {
+template <typename T, bool kVectorized>
+__global__ void __launch_bounds__(kRowThreads)
+    BackwardKernel(const T* logits, int64_t v, const int64_t* labels, int64_t ignore_index, const float* lse,
+                   const float* grad_loss, const float* count, T* grad) {
+  constexpr int kL = kLanes<T, kVectorized>;
   const int64_t row = blockIdx.x;
   const T* x = logits + row * v;
   T* g = grad + row * v;
@@ -111,26 +98,16 @@ __global__ void __launch_bounds__(kThreads)
   const bool ignored = label == ignore_index;
   const float scale = ignored ? 0.f : *grad_loss / *count;
   const float row_lse = lse[row];
-  auto value = [&](int64_t j, float xj) {
-    if (ignored) return 0.f;
-    return (__expf(xj - row_lse) - (j == label ? 1.f : 0.f)) * scale;
-  };
-  if (vectorized) {
-    const uint4* vx = reinterpret_cast<const uint4*>(x);
-    uint4* vg = reinterpret_cast<uint4*>(g);
-    const int64_t nv = v / kVec<T>;
-    for (int64_t i = threadIdx.x; i < nv; i += kThreads) {
-      const uint4 bits = vx[i];
-      const T* in = reinterpret_cast<const T*>(&bits);
-      uint4 out_bits;
-      T* out = reinterpret_cast<T*>(&out_bits);
+  for (int64_t j = threadIdx.x; j < RowUnits<T, kVectorized>(v); j += kRowThreads) {
+    float values[kL];
+    LoadLanes<T, kVectorized>(x, j, values);
 #pragma unroll
-      for (int k = 0; k < kVec<T>; ++k) out[k] = FromFloat<T>(value(i * kVec<T> + k, ToFloat(in[k])));
-      vg[i] = out_bits;
+    for (int k = 0; k < kL; ++k) {
+      const int64_t e = j * kL + k;
+      values[k] = ignored ? 0.f : (__expf(values[k] - row_lse) - (e == label ? 1.f : 0.f)) * scale;
     }
-    return;
+    StoreLanes<T, kVectorized>(g, j, values);
   }
-  for (int64_t j = threadIdx.x; j < v; j += kThreads) g[j] = FromFloat<T>(value(j, ToFloat(x[j])));
 }
 
 template <typename T>
@@ -138,9 +115,11 @@ int Forward(const void* logits, int64_t n, int64_t v, const int64_t* labels, int
             float* row_loss, cudaStream_t stream) {
   if (n == 0) return 0;
   const T* x = static_cast<const T*>(logits);
-  ForwardKernel<T><<<static_cast<unsigned>(n), kThreads, 0, stream>>>(x, v, Vectorizable<T>(v, x), labels,
-                                                                      ignore_index, lse, row_loss);
-  return static_cast<int>(cudaGetLastError());
+  return WithVectorized(Vectorizable<T>(v, x), [&](auto vectorized) {
+    ForwardKernel<T, decltype(vectorized)::value>
+        <<<static_cast<unsigned>(n), kRowThreads, 0, stream>>>(x, v, labels, ignore_index, lse, row_loss);
+    return static_cast<int>(cudaGetLastError());
+  });
 }
 
 template <typename T>
@@ -150,9 +129,11 @@ int Backward(const void* logits, int64_t n, int64_t v, const int64_t* labels, in
   if (n == 0) return 0;
   const T* x = static_cast<const T*>(logits);
   T* g = static_cast<T*>(grad_logits);
-  BackwardKernel<T><<<static_cast<unsigned>(n), kThreads, 0, stream>>>(
-      x, v, Vectorizable<T>(v, x, g), labels, ignore_index, lse, grad_loss, count, g);
-  return static_cast<int>(cudaGetLastError());
+  return WithVectorized(Vectorizable<T>(v, x, g), [&](auto vectorized) {
+    BackwardKernel<T, decltype(vectorized)::value><<<static_cast<unsigned>(n), kRowThreads, 0, stream>>>(
+        x, v, labels, ignore_index, lse, grad_loss, count, g);
+    return static_cast<int>(cudaGetLastError());
+  });
 }
 
 }  // namespace
