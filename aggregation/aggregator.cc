@@ -90,8 +90,15 @@ struct DpSettings {
   double sigma = 0.0;
 };
 
-// Validation, bookkeeping and the shared end of a round (seed replay, the
-// optimizer step). Subclasses keep the updates' contributions.
+// aggregation.zo_mixing = "share" on one coordinate: the dense clients'
+// mean (their weighted sum over their weight; none: 0) plus the seed-scalar
+// clients' replayed mean at their share of the coordinate's weight, so that
+// the zeroth-order clients' shorter steps do not shrink the dense step.
+float ShareMix(double dense_sum, double dense_weight, float replay, double zo_weight) {
+  const double dense_mean = dense_weight > 0 ? dense_sum / dense_weight : 0.0;
+  return static_cast<float>(dense_mean + static_cast<double>(replay) * zo_weight / (dense_weight + zo_weight));
+}
+
 // `v` scaled by `factor` (the DP clip) into `scratch`, or `v` itself when
 // the factor is 1.
 std::span<const float> Scaled(std::span<const float> v, double factor, std::vector<float>* scratch) {
@@ -101,6 +108,8 @@ std::span<const float> Scaled(std::span<const float> v, double factor, std::vect
   return *scratch;
 }
 
+// Validation, bookkeeping and the shared end of a round (seed replay, the
+// optimizer step). Subclasses keep the updates' contributions.
 class RoundAggregator : public Aggregator {
  public:
   RoundAggregator(const AggregationOptions& options, const TensorMap& global, const RoundContext& context,
@@ -450,6 +459,8 @@ class MeanAggregator final : public RoundAggregator {
     GaussianStream noise(context_.noise_seed);
     std::vector<bool> zo_covered(names_.size(), false);
     uint64_t zo_weight = 0;
+    TensorMap zo;
+    const bool share = options_.zo_mixing == "share";
     if (seed_weight_ > 0) {
       std::vector<float> mean(K());
       for (size_t k = 0; k < K(); ++k) {
@@ -457,13 +468,14 @@ class MeanAggregator final : public RoundAggregator {
         if (noise_stddev > 0) s += noise_stddev * noise.At(static_cast<uint64_t>(total_elements_) + k);
         mean[k] = static_cast<float>(s / static_cast<double>(seed_weight_));
       }
-      FEDFM_ASSIGN_OR_RETURN(TensorMap zo, ReplaySeeds(mean));
-      // Linear replay: Σ_i n_i replay(s_i) = W · replay(mean s), one more
-      // exact contribution of weight W over the tensors the replay wrote.
+      FEDFM_ASSIGN_OR_RETURN(zo, ReplaySeeds(mean));
       for (const auto& [name, t] : zo) {
         const size_t ti = index_.at(name);
         TensorSums& s = Sums(ti);
-        s.sum.AddRange(0, t.floats(), seed_weight_);
+        // "mean": linear replay, Σ_i n_i replay(s_i) = W · replay(mean s),
+        // is one more exact contribution of weight W to the tensor's sum.
+        // "share": the replay stays apart and is added below.
+        if (!share) s.sum.AddRange(0, t.floats(), seed_weight_);
         zo_covered[ti] = true;
       }
       zo_weight = seed_weight_;
@@ -477,6 +489,8 @@ class MeanAggregator final : public RoundAggregator {
         std::span<float> out = d.mutable_floats();
         const std::vector<uint64_t> dense_w = ElementWeights(g.shape(), g.numel(), s.profile);
         const uint64_t extra = zo_covered[ti] ? zo_weight : 0;
+        const std::span<const float> replay =
+            share && zo_covered[ti] ? zo.at(names_[ti]).floats() : std::span<const float>();
         for (int64_t i = 0; i < g.numel(); ++i) {
           const uint64_t w = dense_w[i] + extra;
           if (w == 0) continue;
@@ -484,7 +498,9 @@ class MeanAggregator final : public RoundAggregator {
           if (noise_stddev > 0 && dense_w[i] > 0) {
             sum += noise_stddev * noise.At(static_cast<uint64_t>(offsets_[ti] + i));
           }
-          out[i] = static_cast<float>(sum / static_cast<double>(w));
+          out[i] = replay.empty() ? static_cast<float>(sum / static_cast<double>(w))
+                                  : ShareMix(sum, static_cast<double>(dense_w[i]), replay[i],
+                                             static_cast<double>(zo_weight));
         }
         s = TensorSums();  // release the accumulator as soon as it is read
       }
@@ -561,10 +577,11 @@ class RobustAggregator final : public RoundAggregator {
       std::span<float> v = part.value[ti].mutable_floats();
       if (z != nullptr) {
         std::span<const float> zv = z->floats();
+        const double zw = static_cast<double>(zo_count);
         for (size_t i = 0; i < v.size(); ++i) {
           const double c = part.count[ti][i];
-          v[i] = static_cast<float>((c * v[i] + static_cast<double>(zo_count) * zv[i]) /
-                                    (c + static_cast<double>(zo_count)));
+          v[i] = options_.zo_mixing == "share" ? ShareMix(c * v[i], c, zv[i], zw)
+                                               : static_cast<float>((c * v[i] + zw * zv[i]) / (c + zw));
         }
       }
       delta.Set(names_[ti], std::move(part.value[ti]));

@@ -392,16 +392,65 @@ TEST(AggregatorTest, SeedScalarUpdatesAverageThenReplayOnce) {
   EXPECT_EQ(replay.last_seeds, ctx.seed_pool);
   // Mean scalars weighted by examples: (1·z1 + 3·z2) / 4.
   EXPECT_EQ(replay.last_weights, (std::vector<float>{1.25f, 0.5f, -1.0f}));
-  // head: (2·dense + 4·replay(mean)) / 6.
+  // head (zo_mixing "share"): dense + 4/6 · replay(mean).
   std::vector<double> dh = Moved(global, *next, "head");
   for (int i = 0; i < 3; ++i) {
     double zo = 0;
     for (int k = 0; k < 3; ++k) zo += replay.last_weights[k] * FakeReplay::Direction(ctx.seed_pool[k], i);
-    EXPECT_NEAR(dh[i], (2.0 * dense.delta.at("head").floats()[i] + 4.0 * zo) / 6.0, 1e-5) << i;
+    EXPECT_NEAR(dh[i], dense.delta.at("head").floats()[i] + 4.0 * zo / 6.0, 1e-5) << i;
   }
   // lora_A: the LoRA client alone (the replay did not write it).
   std::vector<double> da = Moved(global, *next, "lora_A");
   for (int i = 0; i < 12; ++i) EXPECT_NEAR(da[i], lora.delta.at("lora_A").floats()[i], 1e-5);
+}
+
+// A replay of the same form that writes the rank-4 lora_A [4, 3].
+class LoraAReplay : public SeedReplay {
+ public:
+  absl::Status Apply(const std::vector<uint64_t>& seeds, const std::vector<float>& weights,
+                     TensorMap& delta) override {
+    Tensor t = Tensor::Zeros(DType::kF32, {4, 3});
+    for (size_t k = 0; k < seeds.size(); ++k) {
+      for (int64_t i = 0; i < 12; ++i) t.mutable_floats()[i] += weights[k] * FakeReplay::Direction(seeds[k], i);
+    }
+    delta.Set("lora_A", t);
+    return absl::OkStatus();
+  }
+};
+
+TEST(AggregatorTest, ShareMixingKeepsTheDenseMeanAndAddsTheReplayAtItsShare) {
+  // A rank-2 LoRA client (weight 2) covers rows 0-1 of lora_A; two
+  // zeroth-order clients (weights 1 and 3) replay into all of lora_A.
+  std::mt19937 rng(8);
+  TensorMap global = Global();
+  const Update lora = LoraClient("lora", 2, 2, rng);
+  const Update z1{.client_id = "z1", .num_examples = 1, .kind = UpdateKind::kSeedScalars, .seed_scalars = {0.5f, -1}};
+  const Update z2{.client_id = "z2", .num_examples = 3, .kind = UpdateKind::kSeedScalars, .seed_scalars = {1.5f, 1}};
+  const std::vector<uint64_t> pool = {11, 22};
+  const std::vector<float> mean = {1.25f, 0.5f};  // (1·z1 + 3·z2) / 4
+  auto run = [&](const std::string& mixing) {
+    LoraAReplay replay;
+    AggregationOptions o;
+    o.zo_mixing = mixing;
+    auto agg = MakeAggregator(o, global, RoundContext{.seed_pool = pool, .seed_replay = &replay});
+    EXPECT_TRUE(agg.ok()) << agg.status();
+    for (const Update* u : {&lora, &z1, &z2}) EXPECT_TRUE((*agg)->Accept(*u).ok()) << u->client_id;
+    auto next = (*agg)->Finish();
+    EXPECT_TRUE(next.ok()) << next.status();
+    return Moved(global, *next, "lora_A");
+  };
+  const std::vector<double> share = run("share"), pooled = run("mean");
+  for (int i = 0; i < 12; ++i) {
+    const double zo = mean[0] * FakeReplay::Direction(pool[0], i) + mean[1] * FakeReplay::Direction(pool[1], i);
+    if (i < 6) {  // covered by the LoRA client and the replay
+      const double d = lora.delta.at("lora_A").floats()[i];
+      EXPECT_NEAR(share[i], d + zo * 4.0 / 6.0, 1e-5) << i;
+      EXPECT_NEAR(pooled[i], (2.0 * d + 4.0 * zo) / 6.0, 1e-5) << i;
+    } else {  // the replay alone: its mean either way
+      EXPECT_NEAR(share[i], zo, 1e-5) << i;
+      EXPECT_NEAR(pooled[i], zo, 1e-5) << i;
+    }
+  }
 }
 
 class BadReplay : public SeedReplay {

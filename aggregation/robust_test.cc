@@ -258,5 +258,38 @@ TEST(RobustAggregationTest, SeedScalarGroupIsRobustToo) {
   EXPECT_NEAR(b[2], 0.0f, 1e-6);
 }
 
+TEST(RobustAggregationTest, ZoMixingJoinsTheReplayToTheRobustDenseValue) {
+  // Three dense clients cover "b" (median kHonestB, the Byzantine one out)
+  // and two seed-scalar clients replay {0.5, 1, -1} (their median) into it.
+  std::mt19937 rng(3);
+  std::vector<Update> fleet = Fleet(2, 1, rng);
+  for (Update& u : fleet) u.delta.Set("b", Tensor::FromFloats({3}, kHonestB));
+  fleet[2].delta.Set("b", Tensor::FromFloats({3}, std::vector<float>{9, 9, 9}));
+  auto run = [&](const std::string& mixing) {
+    ScaleReplay replay;
+    AggregationOptions o;
+    o.robust = "median";
+    o.zo_mixing = mixing;
+    auto agg = MakeAggregator(o, Global(), RoundContext{.seed_pool = {1, 2, 3}, .seed_replay = &replay});
+    EXPECT_TRUE(agg.ok()) << agg.status();
+    for (const Update& u : fleet) EXPECT_TRUE((*agg)->Accept(u).ok());
+    for (int c = 0; c < 2; ++c) {
+      Update u{.client_id = absl::StrCat("z", c), .num_examples = 1, .kind = UpdateKind::kSeedScalars};
+      u.seed_scalars = {0.5f, 1, -1};
+      EXPECT_TRUE((*agg)->Accept(u).ok());
+    }
+    auto next = (*agg)->Finish();
+    EXPECT_TRUE(next.ok()) << next.status();
+    return std::vector<float>(next->at("b").floats().begin(), next->at("b").floats().end());
+  };
+  const std::vector<float> zo = {0.5f, 1, -1};
+  const std::vector<float> share = run("share"), mean = run("mean");
+  for (int i = 0; i < 3; ++i) {
+    // Robust rules count clients: 3 dense, 2 seed-scalar; b starts at 1.
+    EXPECT_NEAR(share[i], 1 + kHonestB[i] + zo[i] * 2 / 5, 1e-6) << i;
+    EXPECT_NEAR(mean[i], 1 + (3 * kHonestB[i] + 2 * zo[i]) / 5, 1e-6) << i;
+  }
+}
+
 }  // namespace
 }  // namespace fedfm::aggregation

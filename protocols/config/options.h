@@ -103,6 +103,12 @@ struct AggregationOptions {
   double beta1 = 0.9;           // fedadam / fedyogi, 0..1
   double beta2 = 0.99;          // 0..1
   double tau = 1e-3;            // adaptivity, > 0
+  // How zeroth-order (seed-scalar) updates join dense ones on the coordinates
+  // both cover (aggregation/aggregator.h): "share" = the dense clients' mean
+  // plus the zeroth-order mean scaled by the zeroth-order clients' share of
+  // the weight (they do not shrink the dense step); "mean" = one
+  // num_examples-weighted mean over all of them.
+  std::string zo_mixing = "share";
   // "none" | "median" | "trimmed_mean" | "krum" | "multi_krum" (plaintext rounds only)
   std::string robust = "none";
   double trim_fraction = 0.1;   // 0..0.5
