@@ -119,7 +119,8 @@ class RoundAggregator : public Aggregator {
         context_(context),
         owned_optimizer_(std::move(owned_optimizer)),
         optimizer_(context.optimizer != nullptr ? context.optimizer : owned_optimizer_.get()),
-        dp_(dp) {
+        dp_(dp),
+        zo_share_(options.zo_mixing == "share") {
     int64_t offset = 0;
     for (const auto& [name, t] : global_) {
       index_[name] = names_.size();
@@ -248,6 +249,7 @@ class RoundAggregator : public Aggregator {
   std::unique_ptr<ServerOptimizer> owned_optimizer_;
   ServerOptimizer* optimizer_;
   DpSettings dp_;
+  bool zo_share_;                    // aggregation.zo_mixing == "share" (see ShareMix)
   std::vector<std::string> names_;   // global tensor order
   std::vector<int64_t> offsets_;     // flat offset of each tensor (DP noise index)
   std::unordered_map<std::string, size_t> index_;
@@ -457,10 +459,7 @@ class MeanAggregator final : public RoundAggregator {
   absl::StatusOr<TensorMap> PseudoGradient() override {
     const double noise_stddev = dp_.central ? dp_.sigma * dp_.clip : 0.0;
     GaussianStream noise(context_.noise_seed);
-    std::vector<bool> zo_covered(names_.size(), false);
-    uint64_t zo_weight = 0;
     TensorMap zo;
-    const bool share = options_.zo_mixing == "share";
     if (seed_weight_ > 0) {
       std::vector<float> mean(K());
       for (size_t k = 0; k < K(); ++k) {
@@ -470,15 +469,12 @@ class MeanAggregator final : public RoundAggregator {
       }
       FEDFM_ASSIGN_OR_RETURN(zo, ReplaySeeds(mean));
       for (const auto& [name, t] : zo) {
-        const size_t ti = index_.at(name);
-        TensorSums& s = Sums(ti);
+        TensorSums& s = Sums(index_.at(name));
         // "mean": linear replay, Σ_i n_i replay(s_i) = W · replay(mean s),
         // is one more exact contribution of weight W to the tensor's sum.
         // "share": the replay stays apart and is added below.
-        if (!share) s.sum.AddRange(0, t.floats(), seed_weight_);
-        zo_covered[ti] = true;
+        if (!zo_share_) s.sum.AddRange(0, t.floats(), seed_weight_);
       }
-      zo_weight = seed_weight_;
     }
     TensorMap delta;
     for (size_t ti = 0; ti < names_.size(); ++ti) {
@@ -488,9 +484,10 @@ class MeanAggregator final : public RoundAggregator {
         TensorSums& s = sums_[ti];
         std::span<float> out = d.mutable_floats();
         const std::vector<uint64_t> dense_w = ElementWeights(g.shape(), g.numel(), s.profile);
-        const uint64_t extra = zo_covered[ti] ? zo_weight : 0;
-        const std::span<const float> replay =
-            share && zo_covered[ti] ? zo.at(names_[ti]).floats() : std::span<const float>();
+        // The replay covers the tensors it wrote, whole, with weight W.
+        const Tensor* z = zo.Find(names_[ti]);
+        const uint64_t extra = z != nullptr ? seed_weight_ : 0;
+        const std::span<const float> replay = zo_share_ && z != nullptr ? z->floats() : std::span<const float>();
         for (int64_t i = 0; i < g.numel(); ++i) {
           const uint64_t w = dense_w[i] + extra;
           if (w == 0) continue;
@@ -500,7 +497,7 @@ class MeanAggregator final : public RoundAggregator {
           }
           out[i] = replay.empty() ? static_cast<float>(sum / static_cast<double>(w))
                                   : ShareMix(sum, static_cast<double>(dense_w[i]), replay[i],
-                                             static_cast<double>(zo_weight));
+                                             static_cast<double>(seed_weight_));
         }
         s = TensorSums();  // release the accumulator as soon as it is read
       }
@@ -580,8 +577,7 @@ class RobustAggregator final : public RoundAggregator {
         const double zw = static_cast<double>(zo_count);
         for (size_t i = 0; i < v.size(); ++i) {
           const double c = part.count[ti][i];
-          v[i] = options_.zo_mixing == "share" ? ShareMix(c * v[i], c, zv[i], zw)
-                                               : static_cast<float>((c * v[i] + zw * zv[i]) / (c + zw));
+          v[i] = zo_share_ ? ShareMix(c * v[i], c, zv[i], zw) : static_cast<float>((c * v[i] + zw * zv[i]) / (c + zw));
         }
       }
       delta.Set(names_[ti], std::move(part.value[ti]));
