@@ -91,11 +91,10 @@ struct DpSettings {
 };
 
 // aggregation.zo_mixing = "share" on one coordinate: the dense clients'
-// mean (their weighted sum over their weight; none: 0) plus the seed-scalar
-// clients' replayed mean at their share of the coordinate's weight, so that
-// the zeroth-order clients' shorter steps do not shrink the dense step.
-float ShareMix(double dense_sum, double dense_weight, float replay, double zo_weight) {
-  const double dense_mean = dense_weight > 0 ? dense_sum / dense_weight : 0.0;
+// mean (0 where none covered it) plus the seed-scalar clients' replayed mean
+// at their share of the coordinate's weight, so that the zeroth-order
+// clients' shorter steps do not shrink the dense step.
+float ShareMix(double dense_mean, double dense_weight, float replay, double zo_weight) {
   return static_cast<float>(dense_mean + static_cast<double>(replay) * zo_weight / (dense_weight + zo_weight));
 }
 
@@ -200,7 +199,7 @@ class RoundAggregator : public Aggregator {
   virtual void AddValues(const Update& update) = 0;
   // Δ over every tensor of the global state, in its order.
   virtual absl::StatusOr<TensorMap> PseudoGradient() = 0;
-  // Takes a validated secure sum into the round; as Add.
+  // Takes a validated secure sum into the round; as Reserve + AddValues.
   virtual absl::Status AddSecureSum(const SecureSum& sum) = 0;
 
   size_t K() const { return context_.seed_pool.size(); }
@@ -372,8 +371,7 @@ class MeanAggregator final : public RoundAggregator {
   struct TensorSums {
     internal::ExactSumVector sum;               // allocated on first cover
     std::map<CoverageKey, uint64_t> profile;    // dense clients' weights
-    std::unique_ptr<std::mutex[]> stripes;      // one per kStripe coordinates
-    bool allocated = false;
+    std::unique_ptr<std::mutex[]> stripes;      // one per kStripe coordinates; null until first cover
   };
 
   absl::Status Reserve(const Update& u) override {
@@ -409,11 +407,19 @@ class MeanAggregator final : public RoundAggregator {
       // Allocated by Reserve; sums_ itself never changes shape during Accept.
       TensorSums& s = sums_[index_.at(c.name)];
       std::span<const float> v = Scaled(t.floats(), factor, &scratch);
+      // Runs come in increasing order, often several per stripe (a low-rank
+      // lora_B is one short run per row): lock each stripe once.
+      std::unique_lock<std::mutex> lock;
+      int64_t held = -1;
       ForEachCoveredRun(t.shape(), KeyOf(c, t.shape()), [&](int64_t begin, int64_t length) {
         for (int64_t at = begin; at < begin + length;) {
           const int64_t stripe = at / kStripe;
           const int64_t end = std::min(begin + length, (stripe + 1) * kStripe);
-          std::lock_guard<std::mutex> lock(s.stripes[stripe]);
+          if (stripe != held) {
+            if (lock.owns_lock()) lock.unlock();
+            lock = std::unique_lock<std::mutex>(s.stripes[stripe]);
+            held = stripe;
+          }
           s.sum.AddRange(at, v.subspan(at, end - at), w);
           at = end;
         }
@@ -422,7 +428,7 @@ class MeanAggregator final : public RoundAggregator {
   }
 
   // The sum holds Σ_i (w_i / unit) x_i; the accumulators hold Σ_i w_i x_i,
-  // so the sum enters with the integer weight `unit` (exact, like Add), and
+  // so the sum enters with the integer weight `unit` (exact, like AddValues), and
   // each contributor's coverage with its own weight w_i.
   absl::Status AddSecureSum(const SecureSum& sum) override {
     uint64_t total = total_weight_;
@@ -468,39 +474,43 @@ class MeanAggregator final : public RoundAggregator {
         mean[k] = static_cast<float>(s / static_cast<double>(seed_weight_));
       }
       FEDFM_ASSIGN_OR_RETURN(zo, ReplaySeeds(mean));
-      for (const auto& [name, t] : zo) {
-        TensorSums& s = Sums(index_.at(name));
-        // "mean": linear replay, Σ_i n_i replay(s_i) = W · replay(mean s),
-        // is one more exact contribution of weight W to the tensor's sum.
-        // "share": the replay stays apart and is added below.
-        if (!zo_share_) s.sum.AddRange(0, t.floats(), seed_weight_);
+      // "mean": linear replay, Σ_i n_i replay(s_i) = W · replay(mean s), is
+      // one more exact contribution of weight W to the tensor's sum.
+      // "share": the replay stays apart and is added below.
+      if (!zo_share_) {
+        for (const auto& [name, t] : zo) Sums(index_.at(name)).sum.AddRange(0, t.floats(), seed_weight_);
       }
     }
     TensorMap delta;
     for (size_t ti = 0; ti < names_.size(); ++ti) {
       const Tensor& g = global_.at(names_[ti]);
-      Tensor d = Tensor::Zeros(DType::kF32, g.shape());
-      if (sums_[ti].allocated) {
-        TensorSums& s = sums_[ti];
-        std::span<float> out = d.mutable_floats();
-        const std::vector<uint64_t> dense_w = ElementWeights(g.shape(), g.numel(), s.profile);
-        // The replay covers the tensors it wrote, whole, with weight W.
-        const Tensor* z = zo.Find(names_[ti]);
-        const uint64_t extra = z != nullptr ? seed_weight_ : 0;
-        const std::span<const float> replay = zo_share_ && z != nullptr ? z->floats() : std::span<const float>();
-        for (int64_t i = 0; i < g.numel(); ++i) {
-          const uint64_t w = dense_w[i] + extra;
-          if (w == 0) continue;
-          double sum = s.sum.Get(i);
-          if (noise_stddev > 0 && dense_w[i] > 0) {
-            sum += noise_stddev * noise.At(static_cast<uint64_t>(offsets_[ti] + i));
-          }
-          out[i] = replay.empty() ? static_cast<float>(sum / static_cast<double>(w))
-                                  : ShareMix(sum, static_cast<double>(dense_w[i]), replay[i],
-                                             static_cast<double>(seed_weight_));
-        }
-        s = TensorSums();  // release the accumulator as soon as it is read
+      // The replay covers the tensors it wrote, whole, with weight W.
+      const Tensor* z = zo.Find(names_[ti]);
+      TensorSums& s = sums_[ti];
+      if (s.stripes == nullptr) {  // no dense client covered it (and, under "mean", no replay)
+        delta.Set(names_[ti], z != nullptr ? *z : Tensor::Zeros(DType::kF32, g.shape()));
+        continue;
       }
+      Tensor d = Tensor::Zeros(DType::kF32, g.shape());
+      std::span<float> out = d.mutable_floats();
+      const std::vector<uint64_t> dense_w = ElementWeights(g.shape(), g.numel(), s.profile);
+      const uint64_t extra = z != nullptr ? seed_weight_ : 0;
+      const std::span<const float> replay = zo_share_ && z != nullptr ? z->floats() : std::span<const float>();
+      for (int64_t i = 0; i < g.numel(); ++i) {
+        const uint64_t w = dense_w[i] + extra;
+        if (w == 0) continue;
+        double sum = s.sum.Get(i);
+        if (noise_stddev > 0 && dense_w[i] > 0) {
+          sum += noise_stddev * noise.At(static_cast<uint64_t>(offsets_[ti] + i));
+        }
+        if (replay.empty()) {
+          out[i] = static_cast<float>(sum / static_cast<double>(w));
+        } else {
+          const double dense_mean = dense_w[i] > 0 ? sum / static_cast<double>(dense_w[i]) : 0.0;
+          out[i] = ShareMix(dense_mean, static_cast<double>(dense_w[i]), replay[i], static_cast<double>(seed_weight_));
+        }
+      }
+      s = TensorSums();  // release the accumulator as soon as it is read
       delta.Set(names_[ti], std::move(d));
     }
     return delta;
@@ -508,11 +518,10 @@ class MeanAggregator final : public RoundAggregator {
 
   TensorSums& Sums(size_t ti) {
     TensorSums& s = sums_[ti];
-    if (!s.allocated) {
+    if (s.stripes == nullptr) {
       const int64_t numel = global_.at(names_[ti]).numel();
       s.sum = internal::ExactSumVector(numel);
       s.stripes = std::make_unique<std::mutex[]>(static_cast<size_t>((numel + kStripe - 1) / kStripe));
-      s.allocated = true;
     }
     return s;
   }
@@ -577,7 +586,7 @@ class RobustAggregator final : public RoundAggregator {
         const double zw = static_cast<double>(zo_count);
         for (size_t i = 0; i < v.size(); ++i) {
           const double c = part.count[ti][i];
-          v[i] = zo_share_ ? ShareMix(c * v[i], c, zv[i], zw) : static_cast<float>((c * v[i] + zw * zv[i]) / (c + zw));
+          v[i] = zo_share_ ? ShareMix(v[i], c, zv[i], zw) : static_cast<float>((c * v[i] + zw * zv[i]) / (c + zw));
         }
       }
       delta.Set(names_[ti], std::move(part.value[ti]));

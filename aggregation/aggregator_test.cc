@@ -7,6 +7,7 @@
 #include <random>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -163,8 +164,6 @@ TEST(AggregatorTest, MeanEqualsExactClientIdOrderedReference) {
   }
 }
 
-// The same updates in shuffled arrival orders give a bit-identical global
-// state, for FedAvg and for a stateful optimizer restored from one state.
 TEST(AggregatorTest, ConcurrentAcceptsEqualSequentialBitwise) {
   // Updates accepted from several threads at once (the values are added
   // outside the round's lock, under per-stripe locks) give the same result,
@@ -224,6 +223,8 @@ TEST(AggregatorTest, ConcurrentAcceptsEqualSequentialBitwise) {
   }
 }
 
+// The same updates in shuffled arrival orders give a bit-identical global
+// state, for FedAvg and for a stateful optimizer restored from one state.
 TEST(AggregatorTest, ArrivalOrderIndependentBitwise) {
   std::mt19937 rng(3);
   TensorMap global = Global();
@@ -351,25 +352,30 @@ TEST(AggregatorTest, FactoryRejectsInconsistentSetups) {
 }
 
 // A stand-in for the zeroth-order module: direction(seed)[i] is a fixed
-// function of (seed, i); writes only "head".
+// function of (seed, i); writes one tensor, "head" [3] unless told.
 class FakeReplay : public SeedReplay {
  public:
+  explicit FakeReplay(std::string name = "head", Shape shape = {3}) : name_(std::move(name)), shape_(shape) {}
   static float Direction(uint64_t seed, int64_t i) { return static_cast<float>((seed * 31 + i * 7) % 5) - 2.0f; }
   absl::Status Apply(const std::vector<uint64_t>& seeds, const std::vector<float>& weights,
                      TensorMap& delta) override {
     ++calls;
     last_seeds = seeds;
     last_weights = weights;
-    Tensor t = Tensor::Zeros(DType::kF32, {3});
+    Tensor t = Tensor::Zeros(DType::kF32, shape_);
     for (size_t k = 0; k < seeds.size(); ++k) {
-      for (int64_t i = 0; i < 3; ++i) t.mutable_floats()[i] += weights[k] * Direction(seeds[k], i);
+      for (int64_t i = 0; i < t.numel(); ++i) t.mutable_floats()[i] += weights[k] * Direction(seeds[k], i);
     }
-    delta.Set("head", t);
+    delta.Set(name_, t);
     return absl::OkStatus();
   }
   int calls = 0;
   std::vector<uint64_t> last_seeds;
   std::vector<float> last_weights;
+
+ private:
+  std::string name_;
+  Shape shape_;
 };
 
 TEST(AggregatorTest, SeedScalarUpdatesAverageThenReplayOnce) {
@@ -404,20 +410,6 @@ TEST(AggregatorTest, SeedScalarUpdatesAverageThenReplayOnce) {
   for (int i = 0; i < 12; ++i) EXPECT_NEAR(da[i], lora.delta.at("lora_A").floats()[i], 1e-5);
 }
 
-// A replay of the same form that writes the rank-4 lora_A [4, 3].
-class LoraAReplay : public SeedReplay {
- public:
-  absl::Status Apply(const std::vector<uint64_t>& seeds, const std::vector<float>& weights,
-                     TensorMap& delta) override {
-    Tensor t = Tensor::Zeros(DType::kF32, {4, 3});
-    for (size_t k = 0; k < seeds.size(); ++k) {
-      for (int64_t i = 0; i < 12; ++i) t.mutable_floats()[i] += weights[k] * FakeReplay::Direction(seeds[k], i);
-    }
-    delta.Set("lora_A", t);
-    return absl::OkStatus();
-  }
-};
-
 TEST(AggregatorTest, ShareMixingKeepsTheDenseMeanAndAddsTheReplayAtItsShare) {
   // A rank-2 LoRA client (weight 2) covers rows 0-1 of lora_A; two
   // zeroth-order clients (weights 1 and 3) replay into all of lora_A.
@@ -429,7 +421,7 @@ TEST(AggregatorTest, ShareMixingKeepsTheDenseMeanAndAddsTheReplayAtItsShare) {
   const std::vector<uint64_t> pool = {11, 22};
   const std::vector<float> mean = {1.25f, 0.5f};  // (1·z1 + 3·z2) / 4
   auto run = [&](const std::string& mixing) {
-    LoraAReplay replay;
+    FakeReplay replay("lora_A", {4, 3});
     AggregationOptions o;
     o.zo_mixing = mixing;
     auto agg = MakeAggregator(o, global, RoundContext{.seed_pool = pool, .seed_replay = &replay});

@@ -215,8 +215,7 @@ void ExactSumVector::FlushBlock(int64_t block) {
     if (v == 0.0) continue;
     // v = m * 2^F with |m| <= 2^53: an exact integer after scaling.
     const auto m = static_cast<int64_t>(std::ldexp(v, -state.lsb_exponent));
-    const UInt128 p = static_cast<UInt128>(m < 0 ? -static_cast<uint64_t>(m) : static_cast<uint64_t>(m));
-    AddProduct(i, m < 0, p, state.lsb_exponent);
+    AddProduct(i, m < 0, Magnitude(m), state.lsb_exponent);
     fast_[i] = 0.0;
   }
   state = BlockState();

@@ -103,25 +103,6 @@ TEST(AggregationExactSumTest, AddRangeEqualsElementwiseAdd) {
   for (int64_t i = 0; i < size; ++i) EXPECT_EQ(Bits(by_range.Get(i)), Bits(by_element.Get(i))) << i;
 }
 
-TEST(AggregationExactSumTest, WindowAndWideFormsAgree) {
-  // The same contributions summed by the windowed vector and directly by the
-  // wide accumulator must round to the same double.
-  const int64_t size = 8;
-  std::vector<Contribution> c = RandomContributions(2000, size, 5);
-  ExactSumVector s(size);
-  std::vector<WideAccumulator> wide(size);
-  for (const Contribution& x : c) {
-    s.Add(x.index, x.value, x.weight);
-    int e;
-    const float m = std::frexp(x.value, &e);  // x = m * 2^e, |m| in [0.5, 1)
-    auto mant = static_cast<int64_t>(std::ldexp(static_cast<double>(m), 24));
-    int exp = e - 24;
-    for (; exp < -149; ++exp) mant /= 2;  // exact: subnormals have trailing zeros here
-    wide[x.index].Add(static_cast<Int128>(mant) * static_cast<Int128>(x.weight), exp);
-  }
-  for (int64_t i = 0; i < size; ++i) EXPECT_EQ(Bits(s.Get(i)), Bits(wide[i].ToDouble())) << i;
-}
-
 // The exact value of value * weight added to `wide` (the reference).
 void AddToWide(WideAccumulator& wide, float value, uint64_t weight) {
   if (value == 0.0f) return;
@@ -131,6 +112,20 @@ void AddToWide(WideAccumulator& wide, float value, uint64_t weight) {
   int exp = e - 24;
   for (; exp < -149; ++exp) mant /= 2;  // exact: subnormals have trailing zeros here
   wide.Add(static_cast<Int128>(mant) * static_cast<Int128>(weight), exp);
+}
+
+TEST(AggregationExactSumTest, WindowAndWideFormsAgree) {
+  // The same contributions summed by the windowed vector and directly by the
+  // wide accumulator must round to the same double.
+  const int64_t size = 8;
+  std::vector<Contribution> c = RandomContributions(2000, size, 5);
+  ExactSumVector s(size);
+  std::vector<WideAccumulator> wide(size);
+  for (const Contribution& x : c) {
+    s.Add(x.index, x.value, x.weight);
+    AddToWide(wide[x.index], x.value, x.weight);
+  }
+  for (int64_t i = 0; i < size; ++i) EXPECT_EQ(Bits(s.Get(i)), Bits(wide[i].ToDouble())) << i;
 }
 
 TEST(AggregationExactSumTest, UpdatesWithSmallWeightsStayInTheFastFormAndAreExact) {
