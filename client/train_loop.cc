@@ -124,11 +124,11 @@ absl::StatusOr<protocols::Update> TrainPeftImpl(const std::shared_ptr<const mode
   const auto start = Clock::now();
   double loss_sum = 0, first_loss = 0, last_loss = 0, grad_norm = 0;
   int64_t tokens = 0;
+  DeviceBatch batch;  // its tensors are reused from step to step
   for (int step = 1; step <= h.steps; ++step) {
     double step_loss = 0;
     for (int micro = 0; micro < h.accumulation; ++micro) {
       const model::Batch host = model::MakeBatch(data.train, batches.Next(), /*pad_id=*/0, h.seq_len);
-      DeviceBatch batch;
       ToDevice(host, device, classification, &batch);
       tokens += batch.tokens;
       forward->Materialize();
@@ -211,11 +211,11 @@ absl::StatusOr<protocols::EvalReport> EvaluatePeftImpl(const std::shared_ptr<con
   double loss_sum = 0;
   int64_t count = 0, correct = 0, tokens = 0;
   const size_t n = data.eval.size(), b = static_cast<size_t>(options.eval_batch_size);
+  DeviceBatch batch;  // its tensors are reused from batch to batch
   for (size_t begin = 0; begin < n; begin += b) {
     std::vector<size_t> indices;
     for (size_t i = begin; i < std::min(n, begin + b); ++i) indices.push_back(i);
     const model::Batch host = model::MakeBatch(data.eval, indices, /*pad_id=*/0, std::max(0, task.seq_len));
-    DeviceBatch batch;
     ToDevice(host, model->device(), classification, &batch);
     internal::Bf16AutocastGuard autocast(model->device(), options.train.bf16_autocast);
     const BatchLoss l = Loss(*forward, batch, classification, /*count_correct=*/true);

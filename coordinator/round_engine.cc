@@ -373,9 +373,6 @@ class RoundEngine::Impl {
   absl::StatusOr<Participant*> Locate(const Binding& binding, Phase phase, int64_t now);
   // Under the lock: the participant for a fetch (no phase check).
   absl::StatusOr<Participant*> LocateForFetch(const Binding& binding);
-  // A SecAgg message routed to the client once the round is past `phase`:
-  // none yet (retry after a poll interval) until then, Aborted when the
-  // client was left out. Counts its bytes down the first time it is fetched.
   // A SecAgg message of the client's in `phase`: the binding, the message's
   // index (`what` names the message), `check` (may be empty), then the
   // group's server takes it; the client has answered and its bytes count up.
@@ -383,6 +380,9 @@ class RoundEngine::Impl {
   absl::Status SubmitToGroup(const Binding& binding, Phase phase, const M& message, const char* what,
                              absl::Status (secagg::SecAggServer::*accept)(const M&),
                              const std::function<absl::Status(const Participant&)>& check = nullptr);
+  // A SecAgg message routed to the client once the round is past `phase`:
+  // none yet (retry after a poll interval) until then, Aborted when the
+  // client was left out. Counts its bytes down the first time it is fetched.
   template <typename T>
   absl::StatusOr<Routed<T>> FetchRouted(const Binding& binding, Phase phase, std::optional<T> Participant::*message,
                                         bool Participant::*fetched, const char* left_out_reason);
@@ -689,7 +689,9 @@ absl::Status RoundEngine::Impl::RevokeClient(const std::string& client_id) {
     auto it = round_->by_id.find(client_id);
     if (it != round_->by_id.end()) {
       Participant& p = round_->participants[it->second];
-      if (!p.done && p.active) {
+      // An update already being summed (submitting) stays: it cannot be
+      // taken back out of the sum, and its record must say uploaded.
+      if (!p.done && !p.submitting && p.active) {
         p.active = false;
         p.status = ParticipantStatus::kDropped;
         p.reason = "revoked during the round";
