@@ -40,6 +40,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "cli/command.h"
@@ -201,9 +202,7 @@ struct Credentials {
     for (int i = 0; i < f.clients; ++i) {
       auto r = (*engine)->RegisterClient(absl::StrFormat("bench-%05d", i), "bench", {});
       if (!r.ok()) fail(r.status());
-      std::string hex;
-      for (unsigned char ch : r->client_secret) hex += absl::StrFormat("%02x", ch);
-      ids << r->client_id << ' ' << hex << ' ' << r->run_id << '\n';
+      ids << r->client_id << ' ' << absl::BytesToHexString(r->client_secret) << ' ' << r->run_id << '\n';
     }
   }
   coordinator::CoordinatorServerOptions so;
@@ -350,8 +349,7 @@ int RunCoordinatorBench(const BenchFlags& f) {
     for (BenchClient& c : clients) {
       std::string hex, run_id;
       ids >> c.id >> hex >> run_id;
-      std::string secret;
-      for (size_t i = 0; i + 1 < hex.size(); i += 2) secret.push_back(static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16)));
+      const std::string secret = absl::HexStringToBytes(hex);
       client::GrpcLinkOptions o;
       o.target = target;
       if (creds.has_value()) {

@@ -31,7 +31,6 @@
 namespace fedfm::cli {
 namespace {
 
-
 struct SimulateFlags {
   std::string config;
   std::string out;

@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "aggregation/secagg/crypto.h"
 #include "aggregation/secagg/messages.h"
@@ -41,13 +42,7 @@ secagg::ByteSpan AsSpan(const std::string& s) {
 }
 
 std::string ToHex(const secagg::Key& key) {
-  static const char* kDigits = "0123456789abcdef";
-  std::string out;
-  for (uint8_t b : key) {
-    out.push_back(kDigits[b >> 4]);
-    out.push_back(kDigits[b & 15]);
-  }
-  return out;
+  return absl::BytesToHexString(absl::string_view(reinterpret_cast<const char*>(key.data()), key.size()));
 }
 
 }  // namespace

@@ -151,8 +151,8 @@ struct SimulatorOptions {
 absl::StatusOr<SimulationResult> RunSimulation(const protocols::RunConfig& config, TrainerFactory& trainers,
                                                const SimData& data, const SimulatorOptions& options = {});
 
-// The fleet of `config` and the method the policy gives each of its devices
-// (restricted to what `trainers` supports), at nominal speed.
+// The fleet of `config` and the method the policy gives each of its devices,
+// at nominal speed (`trainers` gives the model's dimensions).
 absl::StatusOr<std::vector<FleetEntry>> PlanFleet(const protocols::RunConfig& config, const TrainerFactory& trainers);
 
 // The client id of registered client `index` ("sim-00000042").

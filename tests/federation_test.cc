@@ -7,7 +7,6 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -28,7 +27,6 @@ namespace fedfm {
 namespace {
 
 using coordinator::ManualClock;
-using coordinator::MethodChoice;
 using coordinator::ParticipantStatus;
 using coordinator::RoundEngine;
 using coordinator::Store;

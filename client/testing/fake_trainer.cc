@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "model/dataset_rng.h"
 #include "protocols/status_macros.h"
 
 namespace fedfm::client {
@@ -15,15 +16,8 @@ using protocols::TensorMap;
 using protocols::Update;
 using protocols::UpdateKind;
 
-uint64_t SplitMix64(uint64_t& state) {
-  uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
 // Uniform in [-1, 1).
-double Uniform(uint64_t& state) { return static_cast<double>(SplitMix64(state) >> 11) * 0x1.0p-52 - 1.0; }
+double Uniform(uint64_t& state) { return static_cast<double>(model::SplitMix64(state) >> 11) * 0x1.0p-52 - 1.0; }
 
 uint64_t HashName(const std::string& s) {
   uint64_t h = 1469598103934665603ull;
