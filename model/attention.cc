@@ -5,6 +5,7 @@
 #include <cmath>
 #include <limits>
 
+#include "model/internal/tangent.h"
 #include "protocols/check.h"
 
 // The single build-time switch between LibTorch versions for attention.
@@ -103,9 +104,9 @@ torch::Tensor CausalAttention(const torch::Tensor& q, const torch::Tensor& k, co
   // "Trying to use forward AD with _scaled_dot_product_flash_attention_for_cpu"),
   // so inputs carrying tangents (forward-gradient steps; level 0, the only
   // one LibTorch allows at a time) take the reference path.
-  const bool tangents = q._fw_grad(/*level=*/0).defined() || k._fw_grad(/*level=*/0).defined() ||
-                        v._fw_grad(/*level=*/0).defined();
-  if (tangents) return CausalAttentionReference(q, k, v);
+  if (internal::HasTangent(q) || internal::HasTangent(k) || internal::HasTangent(v)) {
+    return CausalAttentionReference(q, k, v);
+  }
   if (CpuAttentionSupports(q, k, v)) return CausalAttentionCpu(q, k, v);
 #if FEDFM_HAS_FUSED_ATTENTION
   return CausalAttentionFused(q, k, v);

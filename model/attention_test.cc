@@ -12,7 +12,7 @@
 namespace fedfm::model {
 namespace {
 
-using testing::Random;
+using test_util::Random;
 
 // Attention as a loop over every (batch, head, query, key), in double.
 torch::Tensor NaiveAttention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
@@ -101,7 +101,7 @@ TEST(ModelAttentionTest, GradientsFlowThroughReference) {
 // [B, T, heads, hd] storage transposed to [B, heads, T, hd].
 void ExpectCpuMatchesReference(int64_t b, int64_t heads, int64_t kv_heads, int64_t tq, int64_t tk, int64_t hd,
                                uint64_t seed) {
-  SCOPED_TRACE(::testing::Message() << "B " << b << " H " << heads << " KV " << kv_heads << " Tq " << tq << " Tk "
+  SCOPED_TRACE(testing::Message() << "B " << b << " H " << heads << " KV " << kv_heads << " Tq " << tq << " Tk "
                                   << tk << " hd " << hd);
   const torch::Tensor q0 = Random({b, tq, heads, hd}, seed).transpose(1, 2);
   const torch::Tensor k0 = Random({b, tk, kv_heads, hd}, seed + 1).transpose(1, 2);

@@ -7,6 +7,7 @@
 
 #include "model/internal/cuda_kernels.h"
 #include "model/internal/fused_ops.h"
+#include "model/internal/tangent.h"
 
 namespace fedfm::model::internal {
 namespace {
@@ -27,8 +28,6 @@ std::optional<cuda::ElementType> ElementTypeOf(const torch::Tensor& t) {
 void Check(int error, const char* what) {
   TORCH_CHECK(error == 0, what, ": CUDA launch failed: ", cuda::CudaErrorName(error));
 }
-
-bool HasTangent(const torch::Tensor& t) { return t._fw_grad(/*level=*/0).defined(); }
 
 void* StreamOf(const torch::Tensor& t) { return c10::cuda::getCurrentCUDAStream(t.device().index()).stream(); }
 

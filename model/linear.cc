@@ -1,11 +1,12 @@
 #include "model/linear.h"
 
 #include "model/internal/cpu_gemm.h"
+#include "model/internal/tangent.h"
 
 namespace fedfm::model {
 namespace {
 
-bool HasTangent(const torch::Tensor& t) { return t.defined() && t._fw_grad(/*level=*/0).defined(); }
+using internal::HasTangent;
 
 bool IsCpuFloat(const torch::Tensor& t) { return t.device().is_cpu() && t.scalar_type() == torch::kFloat; }
 

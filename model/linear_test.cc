@@ -9,13 +9,13 @@
 namespace fedfm::model {
 namespace {
 
-using testing::ExpectClose;
-using testing::Random;
+using test_util::ExpectClose;
+using test_util::Random;
 
 // Forward and every gradient of CpuLinear against torch::linear for a random
 // upstream gradient; `w_grad` / `with_bias` choose what trains.
 void ExpectMatchesTorch(std::vector<int64_t> x_shape, int64_t out, bool w_grad, bool with_bias, uint64_t seed) {
-  SCOPED_TRACE(::testing::Message() << "x " << at::IntArrayRef(x_shape) << " out " << out << " w_grad " << w_grad
+  SCOPED_TRACE(testing::Message() << "x " << at::IntArrayRef(x_shape) << " out " << out << " w_grad " << w_grad
                                   << " bias " << with_bias);
   const int64_t in = x_shape.back();
   const torch::Tensor x0 = Random(x_shape, seed), w0 = Random({out, in}, seed + 1);

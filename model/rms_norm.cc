@@ -4,12 +4,14 @@
 
 #include <cmath>
 
+#include "model/internal/tangent.h"
+
 namespace fedfm::model {
 namespace {
 
-constexpr int64_t kRowsPerTask = 64;
+using internal::HasTangent;
 
-bool HasTangent(const torch::Tensor& t) { return t._fw_grad(/*level=*/0).defined(); }
+constexpr int64_t kRowsPerTask = 64;
 
 // x2 [N, D] dense, w [D] dense. Saves x2, w and r = 1 / rms per row [N].
 class RmsNormCpuFunction : public torch::autograd::Function<RmsNormCpuFunction> {

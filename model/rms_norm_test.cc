@@ -8,13 +8,13 @@
 namespace fedfm::model {
 namespace {
 
-using testing::ExpectClose;
-using testing::Random;
+using test_util::ExpectClose;
+using test_util::Random;
 
 // Forward and gradients of RmsNormCpu against the reference for a random
 // upstream gradient; x arrives as a strided view when `strided`.
 void ExpectMatchesReference(std::vector<int64_t> shape, bool w_grad, bool strided, uint64_t seed) {
-  SCOPED_TRACE(::testing::Message() << "x " << at::IntArrayRef(shape) << " w_grad " << w_grad << " strided " << strided);
+  SCOPED_TRACE(testing::Message() << "x " << at::IntArrayRef(shape) << " w_grad " << w_grad << " strided " << strided);
   const int64_t d = shape.back();
   std::vector<int64_t> wide = shape;
   wide.back() = 2 * d;

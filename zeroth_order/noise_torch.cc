@@ -74,7 +74,7 @@ absl::Status AddScaledNoiseSpans(std::span<const NoiseSpan> spans, uint64_t seed
     return s.values.defined() && s.values.is_cuda() && s.values.scalar_type() == torch::kFloat32 &&
            s.values.is_contiguous() && s.values.device() == spans.front().values.device();
   };
-  if (!spans.empty() && std::all_of(spans.begin(), spans.end(), batched) && internal::CudaNoiseCompiledIn()) {
+  if (internal::CudaNoiseCompiledIn() && !spans.empty() && std::all_of(spans.begin(), spans.end(), batched)) {
     FEDFM_RETURN_IF_ERROR(internal::CudaAddScaledNoiseSpans(spans, seed, kind, alpha));
     for (const NoiseSpan& s : spans) BumpVersion(s.values);
     return absl::OkStatus();

@@ -12,7 +12,7 @@
 
 #include "gtest/gtest.h"
 
-namespace fedfm::model::testing {
+namespace fedfm::model::test_util {
 
 // Standard normal float32 values on the CPU from `seed` (no global RNG).
 inline torch::Tensor Random(std::vector<int64_t> shape, uint64_t seed) {
@@ -30,6 +30,6 @@ inline void ExpectClose(const torch::Tensor& got, const torch::Tensor& want, dou
   EXPECT_LT((got - want).abs().max().item<double>(), rtol * scale);
 }
 
-}  // namespace fedfm::model::testing
+}  // namespace fedfm::model::test_util
 
 #endif  // FEDFM_MODEL_TESTING_TENSORS_H_
