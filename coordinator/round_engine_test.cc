@@ -276,10 +276,29 @@ TEST_F(RoundEngineTest, ConcurrentUploadsCommitTheSameAggregateAndCountEachClien
   }
   for (std::thread& t : threads) t.join();
   std::map<std::string, int> accepted;
-  for (size_t i = 0; i < sends.size(); ++i) accepted[sends[i].update.client_id] += results[i].ok();
+  for (size_t i = 0; i < sends.size(); ++i) {
+    accepted[sends[i].update.client_id] += results[i].ok();
+    // The engine refuses the second copy itself (one in flight, already
+    // done, a replayed sequence, or the round committed meanwhile); it never
+    // reaches the aggregator, which would refuse it as an invalid second
+    // update (InvalidArgument) and mark the client rejected.
+    if (!results[i].ok()) {
+      EXPECT_TRUE(results[i].code() == absl::StatusCode::kAlreadyExists ||
+                  results[i].code() == absl::StatusCode::kFailedPrecondition ||
+                  results[i].code() == absl::StatusCode::kAborted)
+          << results[i];
+    }
+  }
   for (const std::string& id : ids) EXPECT_EQ(accepted[id], 1) << id;
   RoundEngineStatus s = engine_->Status();
   ASSERT_EQ(s.round, 2);
+  auto parts = store_->ListParticipants(engine_->run_id(), 1);
+  ASSERT_TRUE(parts.ok());
+  ASSERT_EQ(parts->size(), ids.size());
+  for (const ParticipantRecord& p : *parts) {
+    EXPECT_EQ(p.status, ParticipantStatus::kUploaded) << p.client_id;
+    EXPECT_EQ(p.reason, "") << p.client_id;
+  }
   auto model = engine_->GetModel(s.model_version);
   ASSERT_TRUE(model.ok()) << model.status();
   for (const auto& [name, t] : *expected) EXPECT_TRUE(model->state.at(name).Identical(t)) << name;
