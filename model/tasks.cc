@@ -173,7 +173,7 @@ std::vector<int32_t> DocumentTokenIds(const Tokenizer& tok, const std::string& t
   return ids;
 }
 
-absl::StatusOr<EvalResult> EvaluateText(const EvalRequest& request) {
+absl::StatusOr<EvalResult> EvaluateText(const EvalRequest& request, const EvalForwardSetup& setup) {
   if (request.max_tokens < 0) return absl::InvalidArgumentError("max_tokens must be >= 0");
   if (request.seq_len <= 0) return absl::InvalidArgumentError("seq_len must be positive");
   if (request.batch_size <= 0) return absl::InvalidArgumentError("batch_size must be positive");
@@ -188,7 +188,12 @@ absl::StatusOr<EvalResult> EvaluateText(const EvalRequest& request) {
   result.seq_len = std::min(request.seq_len, loaded.model->config().max_seq_len);
   const auto start = Clock::now();
   try {
-    LossStats stats = EvaluateNextTokenLoss(*loaded.model, ids, result.seq_len, request.batch_size);
+    ForwardOptions forward;
+    std::shared_ptr<void> keep;
+    if (setup) {
+      FEDFM_ASSIGN_OR_RETURN(keep, setup(loaded.model, &forward));
+    }
+    LossStats stats = EvaluateNextTokenLoss(*loaded.model, ids, result.seq_len, request.batch_size, forward);
     result.tokens = stats.tokens;
     result.mean_loss = stats.mean();
     result.perplexity = std::exp(result.mean_loss);

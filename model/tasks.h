@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,9 @@
 #include "model/tokenizer.h"
 
 namespace fedfm::model {
+
+class Model;            // model/transformer.h
+struct ForwardOptions;  // model/transformer.h
 
 // Where and in which precision to run: dtype "f32" or "bf16", device "cpu"
 // or "cuda" (InvalidArgument otherwise, or when CUDA is not available).
@@ -64,9 +68,15 @@ struct EvalResult {
   int64_t seq_len = 0;    // window length used
   double seconds = 0;
 };
+// Sets the forward options evaluation runs with, once the model is loaded
+// (e.g. a LoRA adapter's hook); returns what must stay alive while *options
+// are in use.
+using EvalForwardSetup =
+    std::function<absl::StatusOr<std::shared_ptr<void>>(const std::shared_ptr<const Model>&, ForwardOptions*)>;
 // Each document is encoded with BOS (when the tokenizer has one) and they are
 // concatenated; every token but the first is scored in windows of seq_len.
-absl::StatusOr<EvalResult> EvaluateText(const EvalRequest& request);
+// InvalidArgument when the tokenizer has more ids than the model's vocabulary.
+absl::StatusOr<EvalResult> EvaluateText(const EvalRequest& request, const EvalForwardSetup& setup = {});
 
 // The token stream EvaluateText scores: documents separated by
 // "<|endoftext|>" (surrounding whitespace dropped), each encoded with BOS,

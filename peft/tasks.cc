@@ -1,7 +1,5 @@
 #include "peft/tasks.h"
 
-#include <chrono>
-#include <cmath>
 #include <set>
 #include <system_error>
 
@@ -9,9 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "model/checkpoint.h"
-#include "model/inference.h"
 #include "model/loader.h"
-#include "model/tokenizer.h"
 #include "model/torch_bridge.h"
 #include "peft/state.h"
 #include "peft/trainable.h"
@@ -208,38 +204,19 @@ absl::StatusOr<MergeResult> MergeAdapterIntoModel(const MergeRequest& request) {
 
 absl::StatusOr<model::EvalResult> EvaluateTextWithAdapter(const model::EvalRequest& request,
                                                           const std::filesystem::path& adapter_dir) {
-  if (request.max_tokens < 0) return absl::InvalidArgumentError("max_tokens must be >= 0");
-  if (request.seq_len <= 0) return absl::InvalidArgumentError("seq_len must be positive");
-  if (request.batch_size <= 0) return absl::InvalidArgumentError("batch_size must be positive");
-  FEDFM_ASSIGN_OR_RETURN(model::ModelOptions options, model::ParseModelOptions(request.target.dtype, request.target.device));
-  FEDFM_ASSIGN_OR_RETURN(std::shared_ptr<const model::Model> base, model::LoadModel(request.model, options));
-  FEDFM_ASSIGN_OR_RETURN(std::unique_ptr<model::Tokenizer> tok, model::LoadTokenizer(request.tokenizer));
   FEDFM_ASSIGN_OR_RETURN(Adapter adapter, LoadAdapter(adapter_dir));
-  FEDFM_ASSIGN_OR_RETURN(std::string text, protocols::ReadFileToString(request.text));
-  model::EvalResult result;
-  std::vector<int32_t> ids = model::DocumentTokenIds(*tok, text, request.max_tokens, &result.documents);
-  if (ids.size() < 2) {
-    return absl::InvalidArgumentError(absl::StrCat(request.text.string(), ": fewer than two tokens to score"));
-  }
-  result.seq_len = std::min(request.seq_len, base->config().max_seq_len);
-  StateForwardOptions forward_options;
-  forward_options.alpha = adapter.config.lora_alpha;
-  forward_options.rslora = adapter.config.use_rslora;
-  const auto start = std::chrono::steady_clock::now();
-  try {
-    FEDFM_ASSIGN_OR_RETURN(std::unique_ptr<StateForward> forward,
-                           StateForward::Create(base, StateFromAdapter(adapter), {}, forward_options));
-    model::ForwardOptions fo = forward->forward_options();
-    fo.classification_head = nullptr;
-    model::LossStats stats = model::EvaluateNextTokenLoss(*base, ids, result.seq_len, request.batch_size, fo);
-    result.tokens = stats.tokens;
-    result.mean_loss = stats.mean();
-    result.perplexity = std::exp(result.mean_loss);
-  } catch (const std::exception& e) {
-    return TorchError("evaluation failed", e);
-  }
-  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  return result;
+  StateForwardOptions options;
+  options.alpha = adapter.config.lora_alpha;
+  options.rslora = adapter.config.use_rslora;
+  return model::EvaluateText(
+      request, [&](const std::shared_ptr<const model::Model>& base,
+                   model::ForwardOptions* forward) -> absl::StatusOr<std::shared_ptr<void>> {
+        FEDFM_ASSIGN_OR_RETURN(std::unique_ptr<StateForward> state,
+                               StateForward::Create(base, StateFromAdapter(adapter), {}, options));
+        *forward = state->forward_options();
+        forward->classification_head = nullptr;
+        return std::shared_ptr<void>(std::move(state));
+      });
 }
 
 }  // namespace fedfm::peft

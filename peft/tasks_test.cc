@@ -8,6 +8,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <cmath>
+#include <fstream>
 
 #include "model/checkpoint.h"
 #include "model/dataset_rng.h"
@@ -146,6 +147,29 @@ TEST(AdapterTasksTest, EvaluateTextWithAdapter) {
   ASSERT_TRUE(other.ok()) << other.status();
   EXPECT_GT(std::fabs(other->mean_loss - plain->mean_loss), 1e-3);
   EXPECT_EQ(EvaluateTextWithAdapter(request, TempDir("none")).status().code(), absl::StatusCode::kNotFound);
+  // A tokenizer with ids past the model's vocabulary is refused by name, not
+  // left to index past the embedding.
+  const std::filesystem::path tok_dir = TempDir("eval_tok");
+  std::filesystem::create_directories(tok_dir);
+  const std::filesystem::path big_tok = tok_dir / "tok520.bin";
+  {
+    std::ifstream in(kTokenizer, std::ios::binary);
+    std::ofstream out(big_tok, std::ios::binary);
+    out << in.rdbuf();
+    for (int i = 0; i < 8; ++i) {
+      const float score = 0;
+      const int32_t len = 3;
+      out.write(reinterpret_cast<const char*>(&score), 4);
+      out.write(reinterpret_cast<const char*>(&len), 4);
+      out.write("zz", 2);
+      out.put(static_cast<char>('a' + i));
+    }
+  }
+  request.tokenizer = big_tok;
+  absl::StatusOr<model::EvalResult> mismatched = EvaluateTextWithAdapter(request, random);
+  EXPECT_EQ(mismatched.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(mismatched.status().message().find("520 ids but model"), std::string::npos) << mismatched.status();
+  std::filesystem::remove_all(tok_dir);
   std::filesystem::remove_all(zero);
   std::filesystem::remove_all(random);
 }
