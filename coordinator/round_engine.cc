@@ -411,6 +411,9 @@ class RoundEngine::Impl {
   const protocols::ModelDims dims_;
   aggregation::SeedReplay* const replay_;
   const RoundEngineOptions options_;
+  // options_.make_aggregator, else aggregation::MakeAggregator.
+  const AggregatorFactory make_aggregator_ =
+      options_.make_aggregator ? options_.make_aggregator : AggregatorFactory(aggregation::MakeAggregator);
   WorkloadShape shape_;
   int64_t total_rounds_ = 0;
   std::chrono::steady_clock::time_point wall_start_;
@@ -461,7 +464,7 @@ absl::Status RoundEngine::Impl::Init(TensorMap initial_state) {
     ctx.optimizer = optimizer_.get();
     ctx.dp = &config_.dp;
     absl::StatusOr<std::unique_ptr<aggregation::Aggregator>> probe =
-        aggregation::MakeAggregator(config_.aggregation, initial_state, ctx);
+        make_aggregator_(config_.aggregation, initial_state, ctx);
     if (!probe.ok()) return probe.status();
   }
   FEDFM_ASSIGN_OR_RETURN(std::vector<ClientRecord> clients, store_.ListClients());
@@ -1014,7 +1017,7 @@ absl::Status RoundEngine::Impl::MaybeStartRound(int64_t now, bool* started) {
         .dp = &config_.dp,
         .noise_seed = zeroth_order::DeriveSeed(config_.run.seed, static_cast<uint64_t>(number),
                                                static_cast<uint32_t>(round->attempt), kPurposeDpNoise)};
-    FEDFM_ASSIGN_OR_RETURN(round->aggregator, aggregation::MakeAggregator(config_.aggregation, current_.state, ctx));
+    FEDFM_ASSIGN_OR_RETURN(round->aggregator, make_aggregator_(config_.aggregation, current_.state, ctx));
   }
   round_ = std::move(round);
   if (round_->secagg) {

@@ -156,6 +156,13 @@ using MethodRule = std::function<absl::StatusOr<MethodChoice>(
     const std::string& client_id, const protocols::DeviceProfile& profile, const protocols::RunConfig& config,
     const WorkloadShape& shape)>;
 
+// Builds a round's aggregator from the run's aggregation options, the state
+// the round trains from and the round's context. A custom rule may wrap or
+// replace the built-in one (aggregation::MakeAggregator).
+using AggregatorFactory = std::function<absl::StatusOr<std::unique_ptr<aggregation::Aggregator>>(
+    const protocols::AggregationOptions& options, const protocols::TensorMap& global_state,
+    const aggregation::RoundContext& context)>;
+
 // Inputs of the engine besides the run config.
 struct RoundEngineOptions {
   // The run to drive. Empty: a new run with a fresh id (NewRunId). An id the
@@ -180,6 +187,8 @@ struct RoundEngineOptions {
   CoverageRule coverage_rule;
   // Null: ChooseMethod.
   MethodRule method_rule;
+  // Null: aggregation::MakeAggregator.
+  AggregatorFactory make_aggregator;
 };
 
 // A client as the admin sees it.

@@ -6,7 +6,9 @@
 #include "coordinator/round_engine.h"
 
 #include <cmath>
+#include <condition_variable>
 #include <map>
+#include <mutex>
 #include <random>
 #include <string>
 #include <thread>
@@ -16,6 +18,7 @@
 #include "coordinator/testing/engine_fixture.h"
 #include "gtest/gtest.h"
 #include "protocols/config/config.h"
+#include "protocols/status_macros.h"
 
 namespace fedfm::coordinator {
 namespace {
@@ -302,6 +305,97 @@ TEST_F(RoundEngineTest, ConcurrentUploadsCommitTheSameAggregateAndCountEachClien
   auto model = engine_->GetModel(s.model_version);
   ASSERT_TRUE(model.ok()) << model.status();
   for (const auto& [name, t] : *expected) EXPECT_TRUE(model->state.at(name).Identical(t)) << name;
+}
+
+// Holds the built-in aggregator's Accept() of one client's first update
+// until the test opens the gate, so that the test acts while that update is being
+// summed (outside the round lock).
+struct Gate {
+  std::string client_id;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool entered = false;
+  bool open = false;
+};
+
+class GatedAggregator : public aggregation::Aggregator {
+ public:
+  GatedAggregator(std::unique_ptr<aggregation::Aggregator> inner, Gate* gate)
+      : inner_(std::move(inner)), gate_(gate) {}
+  absl::Status Accept(const Update& update) override {
+    std::unique_lock<std::mutex> lock(gate_->mu);
+    if (update.client_id == gate_->client_id && !gate_->entered) {  // its first update only
+      gate_->entered = true;
+      gate_->cv.notify_all();
+      gate_->cv.wait(lock, [&] { return gate_->open; });
+    }
+    lock.unlock();
+    return inner_->Accept(update);
+  }
+  absl::StatusOr<TensorMap> Finish() override { return inner_->Finish(); }
+  const aggregation::AggregationStats& stats() const override { return inner_->stats(); }
+
+ private:
+  std::unique_ptr<aggregation::Aggregator> inner_;
+  Gate* gate_;
+};
+
+TEST_F(RoundEngineTest, AnUpdateBeingSummedIsNotTakenTwiceRevokedOrCutOffByTheDeadline) {
+  Gate gate;
+  gate.client_id = "lora2-a";
+  RoundEngineOptions options;
+  options.make_aggregator = [&](const protocols::AggregationOptions& o, const TensorMap& g,
+                                const aggregation::RoundContext& ctx)
+      -> absl::StatusOr<std::unique_ptr<aggregation::Aggregator>> {
+    FEDFM_ASSIGN_OR_RETURN(std::unique_ptr<aggregation::Aggregator> inner, aggregation::MakeAggregator(o, g, ctx));
+    return std::make_unique<GatedAggregator>(std::move(inner), &gate);
+  };
+  Build(Config(), std::move(options));
+  const std::vector<std::string> ids = {"lora2-a", "lora4-b", "partial-c"};
+  Register(ids);
+  auto polls = PollAll(ids);
+  for (const auto& [id, r] : polls) ASSERT_EQ(r.kind, PollKind::kTrain) << id << ": " << r.reason;
+  const Update held = MakeUpdate("lora2-a", polls["lora2-a"].task, 5);
+  absl::Status held_status = absl::UnknownError("not sent");
+  std::thread sender([&] { held_status = engine_->SubmitUpdate(Bind(polls["lora2-a"], Phase::kCollect), held); });
+  {
+    std::unique_lock<std::mutex> lock(gate.mu);
+    gate.cv.wait(lock, [&] { return gate.entered; });
+  }
+  // A second copy while the first is being summed is refused by the engine.
+  absl::Status again = engine_->SubmitUpdate(Bind(polls["lora2-a"], Phase::kCollect), held);
+  EXPECT_EQ(again.code(), absl::StatusCode::kAlreadyExists) << again;
+  // The others upload; revoking the client and passing the deadline neither
+  // drop its update nor close the round under it.
+  ASSERT_TRUE(engine_->SubmitUpdate(Bind(polls["lora4-b"], Phase::kCollect),
+                                    MakeUpdate("lora4-b", polls["lora4-b"].task, 6))
+                  .ok());
+  ASSERT_TRUE(engine_->SubmitUpdate(Bind(polls["partial-c"], Phase::kCollect),
+                                    MakeUpdate("partial-c", polls["partial-c"].task, 7))
+                  .ok());
+  ASSERT_TRUE(engine_->RevokeClient("lora2-a").ok());
+  clock_.AdvanceMs(static_cast<int64_t>(config_.rounds.deadline_s * 1000) + 1);
+  ASSERT_TRUE(engine_->Tick().ok());
+  EXPECT_EQ(engine_->Status().round, 1);
+  EXPECT_EQ(engine_->Status().phase, Phase::kCollect);
+  {
+    std::lock_guard<std::mutex> lock(gate.mu);
+    gate.open = true;
+  }
+  gate.cv.notify_all();
+  sender.join();
+  EXPECT_TRUE(held_status.ok()) << held_status;
+  // The round then commits with all three updates, the held one recorded
+  // uploaded.
+  RoundEngineStatus s = engine_->Status();
+  EXPECT_EQ(s.round, 2);
+  auto parts = store_->ListParticipants(engine_->run_id(), 1);
+  ASSERT_TRUE(parts.ok()) << parts.status();
+  ASSERT_EQ(parts->size(), ids.size());
+  for (const ParticipantRecord& p : *parts) {
+    EXPECT_EQ(p.status, ParticipantStatus::kUploaded) << p.client_id;
+    EXPECT_EQ(p.reason, "") << p.client_id;
+  }
 }
 
 TEST_F(RoundEngineTest, RefusesBadMessagesWithTheirReasonAndTheRoundGoesOn) {
