@@ -9,6 +9,7 @@
 #include "client/partial_trainer.h"
 #include "client/train_loop.h"
 #include "client/zeroth_order_trainer.h"
+#include "model/cuda_streams.h"
 #include "model/dataset_rng.h"
 #include "model/loader.h"
 #include "peft/state.h"
@@ -50,6 +51,11 @@ class ModelFactory final : public TrainerFactory {
     return absl::InvalidArgumentError("unknown training method");
   }
 
+  std::unique_ptr<SlotScope> EnterSlot(int slot) override {
+    if (!model_->device().is_cuda()) return nullptr;
+    return std::make_unique<StreamSlot>(CudaIndex(), slot);
+  }
+
   absl::StatusOr<protocols::TensorMap> InitialState() override {
     return peft::InitTrainableState(*model_, layout_, model::DeriveSeed(config_.run.seed, kInitPurpose));
   }
@@ -64,6 +70,12 @@ class ModelFactory final : public TrainerFactory {
   }
 
  private:
+  struct StreamSlot final : SlotScope {
+    StreamSlot(int device_index, int slot) : scope(device_index, slot) {}
+    model::CudaStreamScope scope;
+  };
+  int CudaIndex() const { return model_->device().has_index() ? model_->device().index() : 0; }
+
   const protocols::RunConfig config_;
   const std::shared_ptr<const model::Model> model_;
   const client::PeftTrainerOptions peft_;
@@ -84,6 +96,9 @@ absl::StatusOr<std::unique_ptr<TrainerFactory>> MakeModelTrainerFactory(const pr
     return absl::InvalidArgumentError(absl::StrCat("data.seq_len ", config.data.seq_len, " exceeds the model's ",
                                                    model->config().max_seq_len, " positions"));
   }
+  // The workers' streams do not wait for the default stream the weights
+  // were loaded on.
+  if (model->device().is_cuda()) model::SynchronizeCudaDevice(model->device().has_index() ? model->device().index() : 0);
   const int n_layers = static_cast<int>(model->config().n_layers);
   peft::StateLayout layout;
   layout.lora = spec;

@@ -73,28 +73,35 @@ bool RoundActive(const coordinator::RoundEngineStatus& s) {
 // Training slots, granted in virtual-time order (the client whose training
 // ends first in virtual time goes first), so that no client waits for a
 // slot behind clients that the virtual clock will need later.
+// Each slot is numbered (0..slots-1) so that the trainers can bind it to a
+// CUDA stream of its own (TrainerFactory::EnterSlot).
 class WorkerPool {
  public:
-  explicit WorkerPool(int slots) : free_(slots) {}
-  void Acquire(int64_t priority, int id) {
+  explicit WorkerPool(int slots) {
+    for (int i = 0; i < slots; ++i) free_.insert(i);
+  }
+  // The slot granted.
+  int Acquire(int64_t priority, int id) {
     std::unique_lock<std::mutex> lock(mu_);
     const std::pair<int64_t, int> me{priority, id};
     waiting_.insert(me);
-    cv_.wait(lock, [&] { return free_ > 0 && *waiting_.begin() == me; });
+    cv_.wait(lock, [&] { return !free_.empty() && *waiting_.begin() == me; });
     waiting_.erase(me);
-    --free_;
+    const int slot = *free_.begin();
+    free_.erase(free_.begin());
     cv_.notify_all();
+    return slot;
   }
-  void Release() {
+  void Release(int slot) {
     std::lock_guard<std::mutex> lock(mu_);
-    ++free_;
+    free_.insert(slot);
     cv_.notify_all();
   }
 
  private:
   std::mutex mu_;
   std::condition_variable cv_;
-  int free_;
+  std::set<int> free_;
   std::set<std::pair<int64_t, int>> waiting_;
 };
 
@@ -302,13 +309,16 @@ absl::StatusOr<protocols::Update> VirtualTrainer::Train(const protocols::Task& t
   const MethodChoice choice{.method = task.method, .lora_rank = task.lora_rank, .top_blocks = task.top_blocks};
   FEDFM_RETURN_IF_ERROR(Spend(Micros(NominalComputeSeconds(s_.shape, c_.device->profile, choice) * c_.draws.slowdown)));
   FEDFM_ASSIGN_OR_RETURN(client::Trainer * inner, Inner(task.method));
-  s_.pool.Acquire(s_.sched->Now(c_.actor), c_.actor);
+  const int slot = s_.pool.Acquire(s_.sched->Now(c_.actor), c_.actor);
   const SteadyClock::time_point wall = SteadyClock::now();
   const double cpu = CpuSeconds(CLOCK_THREAD_CPUTIME_ID);
-  absl::StatusOr<protocols::Update> update = inner->Train(task, state, data);
+  absl::StatusOr<protocols::Update> update = [&] {
+    const std::unique_ptr<SlotScope> scope = s_.trainers.EnterSlot(slot);
+    return inner->Train(task, state, data);
+  }();
   const double cpu_s = CpuSeconds(CLOCK_THREAD_CPUTIME_ID) - cpu;
   const double wall_s = Since(wall);
-  s_.pool.Release();
+  s_.pool.Release(slot);
   {
     std::lock_guard<std::mutex> lock(s_.mu);
     s_.train_wall_s += wall_s;
@@ -333,13 +343,16 @@ absl::StatusOr<protocols::EvalReport> VirtualTrainer::Evaluate(const protocols::
   const double flops = std::max(1.0, c_.device->profile.flops_per_s);
   FEDFM_RETURN_IF_ERROR(Spend(Micros(tokens * forward_per_token / flops * c_.draws.slowdown)));
   FEDFM_ASSIGN_OR_RETURN(client::Trainer * inner, Inner(task.method));
-  s_.pool.Acquire(s_.sched->Now(c_.actor), c_.actor);
+  const int slot = s_.pool.Acquire(s_.sched->Now(c_.actor), c_.actor);
   const SteadyClock::time_point wall = SteadyClock::now();
   const double cpu = CpuSeconds(CLOCK_THREAD_CPUTIME_ID);
-  absl::StatusOr<protocols::EvalReport> report = inner->Evaluate(task, state, data);
+  absl::StatusOr<protocols::EvalReport> report = [&] {
+    const std::unique_ptr<SlotScope> scope = s_.trainers.EnterSlot(slot);
+    return inner->Evaluate(task, state, data);
+  }();
   const double cpu_s = CpuSeconds(CLOCK_THREAD_CPUTIME_ID) - cpu;
   const double wall_s = Since(wall);
-  s_.pool.Release();
+  s_.pool.Release(slot);
   std::lock_guard<std::mutex> lock(s_.mu);
   s_.eval_wall_s += wall_s;
   s_.eval_cpu_s += cpu_s;

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <iterator>
 #include <map>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -75,7 +76,8 @@ struct SimRun {
   std::vector<std::string> lines;
 };
 
-SimRun Simulate(const protocols::RunConfig& config, size_t examples_per_client = 6, int workers = 2) {
+SimRun Simulate(const protocols::RunConfig& config, size_t examples_per_client = 6, int workers = 2,
+                TrainerFactory* trainers_in = nullptr) {
   SimRun run;
   absl::StatusOr<SimData> data = LayOutSimData(Synthetic(examples_per_client * config.simulation.num_clients), {}, 0,
                                                config.data, config.simulation.num_clients, config.run.seed);
@@ -83,14 +85,19 @@ SimRun Simulate(const protocols::RunConfig& config, size_t examples_per_client =
     run.result = data.status();
     return run;
   }
-  absl::StatusOr<std::unique_ptr<TrainerFactory>> trainers = MakeFakeTrainerFactory(config, Stories260K());
-  if (!trainers.ok()) {
-    run.result = trainers.status();
-    return run;
+  std::unique_ptr<TrainerFactory> owned;
+  if (trainers_in == nullptr) {
+    absl::StatusOr<std::unique_ptr<TrainerFactory>> trainers = MakeFakeTrainerFactory(config, Stories260K());
+    if (!trainers.ok()) {
+      run.result = trainers.status();
+      return run;
+    }
+    owned = *std::move(trainers);
+    trainers_in = owned.get();
   }
   SimulatorOptions options;
   options.workers = workers;
-  run.result = RunSimulation(config, **trainers, *data, options);
+  run.result = RunSimulation(config, *trainers_in, *data, options);
   if (run.result.ok()) {
     for (const RoundRecord& r : run.result->rounds) run.lines.push_back(RoundJson(r));
   }
@@ -143,6 +150,64 @@ TEST(SimulationTest, SameSeedGivesIdenticalResults) {
   SimRun c = Simulate(config);
   ASSERT_TRUE(c.result.ok()) << c.result.status();
   EXPECT_NE(Deterministic(a.lines.back()), Deterministic(c.lines.back()));
+}
+
+// The fake trainers, recording which worker slots the simulation binds.
+class SlotRecorder final : public TrainerFactory {
+ public:
+  explicit SlotRecorder(std::unique_ptr<TrainerFactory> inner) : inner_(std::move(inner)) {}
+  absl::StatusOr<std::unique_ptr<client::Trainer>> Create(Method method, uint64_t client) override {
+    return inner_->Create(method, client);
+  }
+  std::unique_ptr<SlotScope> EnterSlot(int slot) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++entered_[slot];
+    if (++holders_[slot] > 1) ++shared_;
+    return std::make_unique<Held>(this, slot);
+  }
+  absl::StatusOr<protocols::TensorMap> InitialState() override { return inner_->InitialState(); }
+  protocols::ModelDims dims() const override { return inner_->dims(); }
+  uint64_t shared_bytes() const override { return inner_->shared_bytes(); }
+  std::string description() const override { return inner_->description(); }
+
+  std::map<int, int> entered_;  // slot -> times bound
+  int shared_ = 0;              // times a slot was bound while already held
+
+ private:
+  struct Held final : SlotScope {
+    Held(SlotRecorder* r, int s) : recorder(r), slot(s) {}
+    ~Held() override {
+      std::lock_guard<std::mutex> lock(recorder->mu_);
+      --recorder->holders_[slot];
+    }
+    SlotRecorder* recorder;
+    int slot;
+  };
+  std::unique_ptr<TrainerFactory> inner_;
+  std::mutex mu_;
+  std::map<int, int> holders_;
+};
+
+TEST(SimulationTest, EveryTrainingAndEvaluationRunsInAWorkerSlotOfItsOwn) {
+  const protocols::RunConfig config = SmallConfig();
+  auto fake = MakeFakeTrainerFactory(config, Stories260K());
+  ASSERT_TRUE(fake.ok()) << fake.status();
+  SlotRecorder recorder(*std::move(fake));
+  SimRun run = Simulate(config, 6, /*workers=*/3, &recorder);
+  ASSERT_TRUE(run.result.ok()) << run.result.status();
+  int64_t calls = 0;
+  for (const RoundRecord& round : run.result->rounds) {
+    for (const auto& [m, st] : round.methods) calls += st.uploaded;
+  }
+  int64_t bound = 0;
+  for (const auto& [slot, n] : recorder.entered_) {
+    EXPECT_GE(slot, 0);
+    EXPECT_LT(slot, 3);
+    bound += n;
+  }
+  EXPECT_GE(bound, calls);  // every upload was trained in a slot (evaluations too)
+  EXPECT_GT(calls, 0);
+  EXPECT_EQ(recorder.shared_, 0);
 }
 
 TEST(SimulationTest, ReportWritesResultsSummaryPlotsAndHtml) {

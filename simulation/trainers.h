@@ -18,7 +18,13 @@
 
 namespace fedfm::simulation {
 
-// Thread-safe: Create may be called from several threads at once.
+// What binds a thread to a worker slot while it lives (TrainerFactory::EnterSlot).
+class SlotScope {
+ public:
+  virtual ~SlotScope() = default;
+};
+
+// Thread-safe: Create and EnterSlot may be called from several threads at once.
 class TrainerFactory {
  public:
   virtual ~TrainerFactory() = default;
@@ -26,6 +32,16 @@ class TrainerFactory {
   // A trainer for one round of registered client `client` with `method`
   // (its own draws seeded from the run seed and `client`).
   virtual absl::StatusOr<std::unique_ptr<client::Trainer>> Create(protocols::Method method, uint64_t client) = 0;
+
+  // Called by a thread about to train or evaluate in worker slot `slot`
+  // (0 <= slot < the simulation's workers; one thread per slot at a time);
+  // the binding holds until the result is destroyed. The real trainers run a
+  // slot's work on a CUDA stream of its own when the model is on CUDA, so
+  // that clients training at once overlap on the GPU. Null: nothing to bind.
+  virtual std::unique_ptr<SlotScope> EnterSlot(int slot) {
+    (void)slot;
+    return nullptr;
+  }
 
   // The run's initial global trainable state.
   virtual absl::StatusOr<protocols::TensorMap> InitialState() = 0;
