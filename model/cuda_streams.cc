@@ -43,6 +43,8 @@ CudaStreamScope::CudaStreamScope(int device_index, int slot)
 
 CudaStreamScope::~CudaStreamScope() { impl_->stream.synchronize(); }
 
+int CudaDeviceCount() { return static_cast<int>(c10::cuda::device_count()); }
+
 void SynchronizeCudaDevice(int device_index) {
   c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(device_index));
   c10::cuda::device_synchronize();
@@ -51,6 +53,7 @@ void SynchronizeCudaDevice(int device_index) {
 struct CudaStreamScope::Impl {};
 CudaStreamScope::CudaStreamScope(int, int) {}
 CudaStreamScope::~CudaStreamScope() = default;
+int CudaDeviceCount() { return 0; }
 void SynchronizeCudaDevice(int) {}
 #endif
 

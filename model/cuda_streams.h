@@ -27,6 +27,9 @@ class CudaStreamScope {
   std::unique_ptr<Impl> impl_;
 };
 
+// CUDA devices visible to this process (0 without CUDA).
+int CudaDeviceCount();
+
 // Waits for all work queued on CUDA device `device_index` (no-op without CUDA).
 void SynchronizeCudaDevice(int device_index);
 
