@@ -12,6 +12,7 @@
 #include "coordinator/policy.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "model/cuda_streams.h"
 #include "model/tokenizer.h"
 #include "protocols/config/config.h"
 #include "simulation/default_scenario.h"
@@ -361,6 +362,38 @@ TEST(SimulationTest, ShortDefaultScenarioLowersTheLoss) {
   EXPECT_GT(uploaded[Method::kZerothOrder], 0);
   ASSERT_TRUE(std::isfinite(r->initial_eval_loss));
   EXPECT_LT(r->final_eval_loss, r->initial_eval_loss - 0.2);
+}
+
+// On CUDA every worker slot trains on its own stream, and over every visible
+// GPU (a model replica each): the results must not depend on how many
+// workers run at once. Skipped without a CUDA device.
+TEST(SimulationTest, OnCudaTheResultsDoNotDependOnTheWorkerCount) {
+  if (model::CudaDeviceCount() == 0) GTEST_SKIP() << "no CUDA device";
+  absl::StatusOr<protocols::RunConfig> config = protocols::ParseRunConfig(DefaultScenarioToml(), kDefaultScenarioName);
+  ASSERT_TRUE(config.ok()) << config.status();
+  config->run.rounds = 2;
+  config->train.local_steps = 3;
+  config->rounds.deadline_s = 0.165;
+  config->model.device = protocols::DeviceKind::kCuda;
+  absl::StatusOr<std::unique_ptr<model::Tokenizer>> tokenizer = model::LoadTokenizer(config->model.tokenizer);
+  ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
+  absl::StatusOr<SimData> data = LoadSimData(*config, **tokenizer, config->simulation.num_clients, config->run.seed);
+  ASSERT_TRUE(data.ok()) << data.status();
+  data->central_eval.resize(std::min<size_t>(data->central_eval.size(), 64));
+  absl::StatusOr<std::unique_ptr<TrainerFactory>> trainers = MakeModelTrainerFactory(*config, data->num_labels);
+  ASSERT_TRUE(trainers.ok()) << trainers.status();
+  std::vector<std::vector<std::string>> lines;
+  for (int workers : {1, 5}) {
+    SimulatorOptions options;
+    options.workers = workers;
+    absl::StatusOr<SimulationResult> r = RunSimulation(*config, **trainers, *data, options);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_LT(r->final_eval_loss, r->initial_eval_loss - 0.2) << workers << " workers";
+    lines.emplace_back();
+    for (const RoundRecord& round : r->rounds) lines.back().push_back(Deterministic(RoundJson(round)));
+  }
+  ASSERT_EQ(lines[0].size(), lines[1].size());
+  for (size_t i = 0; i < lines[0].size(); ++i) EXPECT_EQ(lines[0][i], lines[1][i]) << "round line " << i;
 }
 
 // Every benchmark scenario is a valid config whose fleet the policy can place.
