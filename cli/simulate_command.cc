@@ -210,7 +210,9 @@ void RegisterSimulateCommand(CLI::App& app, Action& action, const GlobalFlags& f
   cmd->add_option("--rounds", f->rounds, "Override run.rounds")->check(CLI::Range(1, 100000));
   cmd->add_option("--seed", f->seed, "Override run.seed")->check(CLI::NonNegativeNumber);
   cmd->add_option("--clients", f->clients, "Override simulation.num_clients")->check(CLI::Range(1, 10000000));
-  cmd->add_option("--workers", f->workers, "Clients training at once (simulation.threads; 0 = all cores)")
+  cmd->add_option("--workers", f->workers,
+                  "Clients training at once (simulation.threads; 0 = all cores); on CUDA each on a stream of its "
+                  "own, spread over the visible GPUs")
       ->check(CLI::Range(0, 1024));
   cmd->add_flag("--fake-trainers", f->fake_trainers,
                 "FakeTrainer stand-ins instead of the model (scale runs of the coordinator path)");
