@@ -3,7 +3,6 @@
 #if FEDFM_TORCH_CUDA
 #include <map>
 #include <mutex>
-#include <optional>
 #include <utility>
 
 #include <c10/cuda/CUDAFunctions.h>

@@ -77,10 +77,6 @@ class ModelFactory final : public TrainerFactory {
         dims_(dims) {}
 
   absl::StatusOr<std::unique_ptr<client::Trainer>> Create(Method method, uint64_t client) override {
-    if (method != Method::kAuto && method != Method::kLora && method != Method::kPartial &&
-        method != Method::kZerothOrder) {
-      return absl::InvalidArgumentError("unknown training method");
-    }
     const uint64_t seed = model::DeriveSeed(model::DeriveSeed(config_.run.seed, kTrainerPurpose), client);
     ReplicaTrainer::Make make = [this, method, seed](const std::shared_ptr<const model::Model>& model) {
       return MakeTrainer(method, model, seed);
@@ -92,7 +88,7 @@ class ModelFactory final : public TrainerFactory {
   std::unique_ptr<SlotScope> EnterSlot(int slot) override {
     if (!replicas_[0]->device().is_cuda()) return nullptr;
     const size_t replica = static_cast<size_t>(slot) % replicas_.size();
-    return std::make_unique<StreamSlot>(replica, CudaIndex(*replicas_[replica]), slot);
+    return std::make_unique<StreamSlot>(replica, replicas_[replica]->device().index(), slot);
   }
 
   absl::StatusOr<protocols::TensorMap> InitialState() override {
@@ -124,7 +120,6 @@ class ModelFactory final : public TrainerFactory {
     size_t previous;
     model::CudaStreamScope scope;
   };
-  static int CudaIndex(const model::Model& m) { return m.device().has_index() ? m.device().index() : 0; }
 
   std::unique_ptr<client::Trainer> MakeTrainer(Method method, const std::shared_ptr<const model::Model>& model,
                                                uint64_t seed) const {
@@ -135,9 +130,9 @@ class ModelFactory final : public TrainerFactory {
         return std::make_unique<client::ZerothOrderTrainer>(model, zo_, seed);
       case Method::kAuto:
       case Method::kLora:
-        break;
+        return std::make_unique<client::LoraTrainer>(model, peft_, seed);
     }
-    return std::make_unique<client::LoraTrainer>(model, peft_, seed);
+    return nullptr;  // not reached: every Method is handled above
   }
 
   const protocols::RunConfig config_;

@@ -195,6 +195,11 @@ class VirtualTrainer final : public client::Trainer {
   // (offline, or past the deadline).
   absl::Status Spend(int64_t compute_us);
   absl::StatusOr<client::Trainer*> Inner(Method method);
+  // Runs `work` in a worker slot (granted in virtual-time order, bound
+  // through TrainerFactory::EnterSlot) and adds its wall and thread CPU
+  // seconds to *wall_total and *cpu_total.
+  template <typename Work>
+  auto InSlot(Work&& work, double Shared::*wall_total, double Shared::*cpu_total);
 
   ActiveClient& c_;
   Shared& s_;
@@ -304,26 +309,31 @@ absl::StatusOr<client::Trainer*> VirtualTrainer::Inner(Method method) {
   return (inner_[method] = std::move(t)).get();
 }
 
+template <typename Work>
+auto VirtualTrainer::InSlot(Work&& work, double Shared::*wall_total, double Shared::*cpu_total) {
+  const int slot = s_.pool.Acquire(s_.sched->Now(c_.actor), c_.actor);
+  const SteadyClock::time_point wall = SteadyClock::now();
+  const double cpu = CpuSeconds(CLOCK_THREAD_CPUTIME_ID);
+  auto result = [&] {
+    const std::unique_ptr<SlotScope> scope = s_.trainers.EnterSlot(slot);
+    return work();
+  }();
+  const double cpu_s = CpuSeconds(CLOCK_THREAD_CPUTIME_ID) - cpu;
+  const double wall_s = Since(wall);
+  s_.pool.Release(slot);
+  std::lock_guard<std::mutex> lock(s_.mu);
+  s_.*wall_total += wall_s;
+  s_.*cpu_total += cpu_s;
+  return result;
+}
+
 absl::StatusOr<protocols::Update> VirtualTrainer::Train(const protocols::Task& task, client::TrainableState& state,
                                                         client::Dataset& data) {
   const MethodChoice choice{.method = task.method, .lora_rank = task.lora_rank, .top_blocks = task.top_blocks};
   FEDFM_RETURN_IF_ERROR(Spend(Micros(NominalComputeSeconds(s_.shape, c_.device->profile, choice) * c_.draws.slowdown)));
   FEDFM_ASSIGN_OR_RETURN(client::Trainer * inner, Inner(task.method));
-  const int slot = s_.pool.Acquire(s_.sched->Now(c_.actor), c_.actor);
-  const SteadyClock::time_point wall = SteadyClock::now();
-  const double cpu = CpuSeconds(CLOCK_THREAD_CPUTIME_ID);
-  absl::StatusOr<protocols::Update> update = [&] {
-    const std::unique_ptr<SlotScope> scope = s_.trainers.EnterSlot(slot);
-    return inner->Train(task, state, data);
-  }();
-  const double cpu_s = CpuSeconds(CLOCK_THREAD_CPUTIME_ID) - cpu;
-  const double wall_s = Since(wall);
-  s_.pool.Release(slot);
-  {
-    std::lock_guard<std::mutex> lock(s_.mu);
-    s_.train_wall_s += wall_s;
-    s_.train_cpu_s += cpu_s;
-  }
+  absl::StatusOr<protocols::Update> update =
+      InSlot([&] { return inner->Train(task, state, data); }, &Shared::train_wall_s, &Shared::train_cpu_s);
   if (update.ok()) {
     c_.trained = true;
     c_.steps += task.local_steps;
@@ -343,20 +353,7 @@ absl::StatusOr<protocols::EvalReport> VirtualTrainer::Evaluate(const protocols::
   const double flops = std::max(1.0, c_.device->profile.flops_per_s);
   FEDFM_RETURN_IF_ERROR(Spend(Micros(tokens * forward_per_token / flops * c_.draws.slowdown)));
   FEDFM_ASSIGN_OR_RETURN(client::Trainer * inner, Inner(task.method));
-  const int slot = s_.pool.Acquire(s_.sched->Now(c_.actor), c_.actor);
-  const SteadyClock::time_point wall = SteadyClock::now();
-  const double cpu = CpuSeconds(CLOCK_THREAD_CPUTIME_ID);
-  absl::StatusOr<protocols::EvalReport> report = [&] {
-    const std::unique_ptr<SlotScope> scope = s_.trainers.EnterSlot(slot);
-    return inner->Evaluate(task, state, data);
-  }();
-  const double cpu_s = CpuSeconds(CLOCK_THREAD_CPUTIME_ID) - cpu;
-  const double wall_s = Since(wall);
-  s_.pool.Release(slot);
-  std::lock_guard<std::mutex> lock(s_.mu);
-  s_.eval_wall_s += wall_s;
-  s_.eval_cpu_s += cpu_s;
-  return report;
+  return InSlot([&] { return inner->Evaluate(task, state, data); }, &Shared::eval_wall_s, &Shared::eval_cpu_s);
 }
 
 // One client's part of a round, on its own thread.

@@ -58,16 +58,17 @@ absl::StatusOr<protocols::ModelDims> ReadModelDims(const protocols::RunConfig& c
 
 // The real trainers (client::LoraTrainer, PartialLayerTrainer,
 // ZerothOrderTrainer) over the model of `config` (model.path, model.dtype,
-// model.device), loaded once and shared by every client. `num_labels` > 0:
-// the state carries a classification head.
+// model.device), loaded once (with model.device = "cuda", once on every
+// visible GPU) and shared by every client. `num_labels` > 0: the state
+// carries a classification head.
 absl::StatusOr<std::unique_ptr<TrainerFactory>> MakeModelTrainerFactory(const protocols::RunConfig& config,
                                                                         int num_labels);
 
 // FakeTrainers (client/testing/fake_trainer.h) over the real global-state
-// layout of `dims`: no model is trained, seed
-// scalars are replayable by the coordinator. For tests and for scale runs
-// of the coordinator path. `quality` per method: how well an update points
-// at the shared target (LoRA, partial, zeroth order).
+// layout of `dims`: no model is trained, seed scalars are replayable by the
+// coordinator. For tests and for scale runs of the coordinator path.
+// `quality` per method: how well an update points at the shared target
+// (LoRA, partial, zeroth order).
 struct FakeTrainerSettings {
   double lora_quality = 1.0;
   double partial_quality = 0.8;
