@@ -336,12 +336,20 @@ TEST(SimulationTest, TenThousandClientsCostMemoryOfTheSampledOnes) {
 // zeroth order all take part, and the held-out loss falls. A third of the
 // work per round needs a deadline scaled alike (Pi: LoRA 0.17 s, partial
 // 0.09 s planned) for the policy to spread the methods as in the demo.
-TEST(SimulationTest, ShortDefaultScenarioLowersTheLoss) {
+// The default scenario cut to 2 rounds of 3 local steps, with the real
+// trainers on `device` and 64 central evaluation examples.
+struct ShortScenario {
+  protocols::RunConfig config;
+  SimData data;
+  std::unique_ptr<TrainerFactory> trainers;
+};
+void MakeShortDefaultScenario(protocols::DeviceKind device, ShortScenario* out) {
   absl::StatusOr<protocols::RunConfig> config = protocols::ParseRunConfig(DefaultScenarioToml(), kDefaultScenarioName);
   ASSERT_TRUE(config.ok()) << config.status();
   config->run.rounds = 2;
   config->train.local_steps = 3;
   config->rounds.deadline_s = 0.165;
+  config->model.device = device;
   absl::StatusOr<std::unique_ptr<model::Tokenizer>> tokenizer = model::LoadTokenizer(config->model.tokenizer);
   ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
   absl::StatusOr<SimData> data = LoadSimData(*config, **tokenizer, config->simulation.num_clients, config->run.seed);
@@ -349,9 +357,17 @@ TEST(SimulationTest, ShortDefaultScenarioLowersTheLoss) {
   data->central_eval.resize(std::min<size_t>(data->central_eval.size(), 64));
   absl::StatusOr<std::unique_ptr<TrainerFactory>> trainers = MakeModelTrainerFactory(*config, data->num_labels);
   ASSERT_TRUE(trainers.ok()) << trainers.status();
+  out->config = *std::move(config);
+  out->data = *std::move(data);
+  out->trainers = *std::move(trainers);
+}
+
+TEST(SimulationTest, ShortDefaultScenarioLowersTheLoss) {
+  ShortScenario sc;
+  ASSERT_NO_FATAL_FAILURE(MakeShortDefaultScenario(protocols::DeviceKind::kCpu, &sc));
   SimulatorOptions options;
   options.workers = 2;
-  absl::StatusOr<SimulationResult> r = RunSimulation(*config, **trainers, *data, options);
+  absl::StatusOr<SimulationResult> r = RunSimulation(sc.config, *sc.trainers, sc.data, options);
   ASSERT_TRUE(r.ok()) << r.status();
   std::map<Method, int64_t> uploaded;
   for (const RoundRecord& round : r->rounds) {
@@ -369,24 +385,13 @@ TEST(SimulationTest, ShortDefaultScenarioLowersTheLoss) {
 // workers run at once. Skipped without a CUDA device.
 TEST(SimulationTest, OnCudaTheResultsDoNotDependOnTheWorkerCount) {
   if (model::CudaDeviceCount() == 0) GTEST_SKIP() << "no CUDA device";
-  absl::StatusOr<protocols::RunConfig> config = protocols::ParseRunConfig(DefaultScenarioToml(), kDefaultScenarioName);
-  ASSERT_TRUE(config.ok()) << config.status();
-  config->run.rounds = 2;
-  config->train.local_steps = 3;
-  config->rounds.deadline_s = 0.165;
-  config->model.device = protocols::DeviceKind::kCuda;
-  absl::StatusOr<std::unique_ptr<model::Tokenizer>> tokenizer = model::LoadTokenizer(config->model.tokenizer);
-  ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
-  absl::StatusOr<SimData> data = LoadSimData(*config, **tokenizer, config->simulation.num_clients, config->run.seed);
-  ASSERT_TRUE(data.ok()) << data.status();
-  data->central_eval.resize(std::min<size_t>(data->central_eval.size(), 64));
-  absl::StatusOr<std::unique_ptr<TrainerFactory>> trainers = MakeModelTrainerFactory(*config, data->num_labels);
-  ASSERT_TRUE(trainers.ok()) << trainers.status();
+  ShortScenario sc;
+  ASSERT_NO_FATAL_FAILURE(MakeShortDefaultScenario(protocols::DeviceKind::kCuda, &sc));
   std::vector<std::vector<std::string>> lines;
   for (int workers : {1, 5}) {
     SimulatorOptions options;
     options.workers = workers;
-    absl::StatusOr<SimulationResult> r = RunSimulation(*config, **trainers, *data, options);
+    absl::StatusOr<SimulationResult> r = RunSimulation(sc.config, *sc.trainers, sc.data, options);
     ASSERT_TRUE(r.ok()) << r.status();
     EXPECT_LT(r->final_eval_loss, r->initial_eval_loss - 0.2) << workers << " workers";
     lines.emplace_back();
