@@ -7,8 +7,9 @@
 #   bench/simulate_workers.sh [CONFIG] [WORKERS...]
 #       (default: examples/default_sim.toml, workers 1 2 4 8)
 #
-# Environment: FEDFM (default build/fedfm), DEVICE (cpu | cuda; default:
-# the config's model.device), OUT (default bench-out/simulate_workers).
+# Environment: FEDFM (default build/fedfm), DEVICE (cpu | cuda, passed as
+# --device; default: the config's model.device), OUT (default
+# bench-out/simulate_workers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FEDFM=${FEDFM:-build/fedfm}
@@ -18,16 +19,11 @@ workers=("$@")
 [[ ${#workers[@]} -gt 0 ]] || workers=(1 2 4 8)
 out=${OUT:-bench-out/simulate_workers}
 mkdir -p "$out"
-run_config=$config
-if [[ -n "${DEVICE:-}" ]]; then
-  # The config with model.device set (inserted under [model]).
-  run_config="$out/config.toml"
-  awk -v dev="$DEVICE" '{print} /^\[model\]/ {print "device = \"" dev "\""}' "$config" |
-    awk '!(/^device = / && seen++)' > "$run_config"
-fi
+device=()
+[[ -n "${DEVICE:-}" ]] && device=(--device "$DEVICE")
 for w in "${workers[@]}"; do
   echo "==> workers $w" >&2
-  "$FEDFM" simulate --config "$run_config" --out "$out/w$w" --workers "$w" --quiet >&2
+  "$FEDFM" simulate --config "$config" --out "$out/w$w" --workers "$w" "${device[@]}" --quiet >&2
 done
 python3 - "$out" "$config" "${DEVICE:-config}" "${workers[@]}" <<'PY'
 import json, os, sys

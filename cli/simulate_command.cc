@@ -1,5 +1,5 @@
 // fedfm simulate [--config FILE] [--out DIR] [--rounds N] [--seed N]
-//                [--clients N] [--workers N] [--fake-trainers] [--quiet]
+//                [--clients N] [--workers N] [--device cpu|cuda] [--fake-trainers] [--quiet]
 //
 // With no --config: the embedded default scenario (examples/default_sim.toml).
 #include <CLI/CLI.hpp>
@@ -38,6 +38,7 @@ struct SimulateFlags {
   int64_t seed = -1;
   int clients = 0;
   int workers = -1;
+  std::string device;  // empty: model.device
   bool fake_trainers = false;
   bool quiet = false;
 };
@@ -97,6 +98,9 @@ int Run(const SimulateFlags& f, const GlobalFlags& global) {
   if (f.seed >= 0) config.run.seed = static_cast<uint64_t>(f.seed);
   if (f.clients > 0) config.simulation.num_clients = f.clients;
   if (f.workers >= 0) config.simulation.threads = f.workers;
+  if (!f.device.empty()) {
+    config.model.device = f.device == "cuda" ? protocols::DeviceKind::kCuda : protocols::DeviceKind::kCpu;
+  }
   if (absl::Status valid = protocols::ValidateRunConfig(config); !valid.ok()) return Fail(kCmd, valid);
   const std::string out = f.out.empty() ? config.simulation.out : f.out;
 
@@ -214,6 +218,8 @@ void RegisterSimulateCommand(CLI::App& app, Action& action, const GlobalFlags& f
                   "Clients training at once (simulation.threads; 0 = all cores); on CUDA each on a stream of its "
                   "own, spread over the visible GPUs")
       ->check(CLI::Range(0, 1024));
+  cmd->add_option("--device", f->device, "Override model.device: cpu or cuda (every visible GPU)")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
   cmd->add_flag("--fake-trainers", f->fake_trainers,
                 "FakeTrainer stand-ins instead of the model (scale runs of the coordinator path)");
   cmd->add_flag("-q,--quiet", f->quiet, "No progress, no per-round lines");
