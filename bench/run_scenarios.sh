@@ -24,6 +24,7 @@ SCENARIOS=(
   "mixed:examples/default_sim.toml"
   "fed_lora:bench/scenarios/fed_lora.toml"
   "fed_lora_small_batch:bench/scenarios/fed_lora_small_batch.toml"
+  "fed_lora_global_adamw:bench/scenarios/fed_lora_global_adamw.toml"
   "partial_only:bench/scenarios/partial_only.toml"
   "zo_only:bench/scenarios/zo_only.toml"
   "gpu_only:bench/scenarios/gpu_only.toml"
@@ -51,7 +52,8 @@ if [ "${TABLE_ONLY:-0}" != 1 ]; then
   done
   # Centralized LoRA on as many examples as fed_lora's clients see: 10 rounds
   # x 8 clients x 10 local steps = 800 steps of 8 sequences (and
-  # fed_lora_small_batch's: 40 rounds x 4 clients x 40 steps of 1 sequence).
+  # fed_lora_small_batch's and fed_lora_global_adamw's: 40 rounds x 4 clients
+  # x 40 steps of 1 sequence).
   if wanted centralized_lora && ! done_already "$OUT/centralized_lora/metrics.json"; then
     echo "==> centralized_lora (fedfm train, 800 steps)"
     "$FEDFM" train --config bench/scenarios/fed_lora.toml --method lora --steps 800 --out "$OUT/centralized_lora"
@@ -67,7 +69,7 @@ def load(name, file="summary.json"):
     return json.load(open(p)) if os.path.exists(p) else None
 
 rows = []
-names = ["mixed", "gpu_only", "fed_lora", "fed_lora_small_batch", "partial_only", "zo_only", "secagg_on", "secagg_off",
+names = ["mixed", "gpu_only", "fed_lora", "fed_lora_small_batch", "fed_lora_global_adamw", "partial_only", "zo_only", "secagg_on", "secagg_off",
          "dropout_0", "dropout_10", "dropout_30", "alpha_0.1", "alpha_1", "alpha_100"]
 def fmt(v, d=3):
     return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.{d}f}"
@@ -95,7 +97,7 @@ if c:
 print("\nTargets:")
 def red(n):
     return S[n]["loss"]["reduction"] if n in S else None
-for n in ("fed_lora", "fed_lora_small_batch"):
+for n in ("fed_lora", "fed_lora_small_batch", "fed_lora_global_adamw"):
     if c and n in S:
         r = red(n) / (c["eval_loss_before"] - c["eval_loss_after"])
         print(f"- federated LoRA ({n}) / centralized LoRA loss reduction (same number of examples): "

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <iostream>
 #include <thread>
 
 #include "client/train_loop_testing.h"
@@ -11,6 +12,7 @@
 #include "model/torch_bridge.h"
 #include "peft/state.h"
 #include "peft/trainable.h"
+#include "protocols/optimizer_state.h"
 
 namespace fedfm::client {
 namespace {
@@ -228,6 +230,117 @@ TEST(TrainerTest, ErrorsBecomeStatuses) {
   wrong.Set("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight",
             protocols::Tensor::Zeros(protocols::DType::kF32, {4, 65}));
   EXPECT_EQ(trainer.Train(task, wrong, data).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// train.optimizer_state = "global": two rounds of L steps from carried
+// moments are one AdamW run of 2L steps (one example, batch 1: every step
+// sees the same batch whatever the round seed), which two rounds from fresh
+// moments are not.
+TEST(TrainerTest, CarriedMomentsContinueOneAdamWRunAcrossRounds) {
+  Dataset one;
+  one.train = {ShakespeareData().train[0]};
+  one.eval = one.train;
+  peft::StateLayout layout;
+  layout.lora = AllSevenLora(4);
+  layout.optimizer_state = true;
+  absl::StatusOr<protocols::TensorMap> carried = peft::InitTrainableState(*Stories(), layout, 4);
+  ASSERT_TRUE(carried.ok()) << carried.status();
+  const protocols::TensorMap fresh = protocols::WithoutOptimizerState(*carried);
+  PeftTrainerOptions options = Options(4);
+  options.train.grad_clip = 0;
+  LoraTrainer trainer(Stories(), options, 9);
+  constexpr int kL = 4;
+  protocols::Task task = LoraTask(kL, 5e-3);
+  task.batch_size = 1;
+  // Two rounds: train from `state`, add the update, train again.
+  auto two_rounds = [&](const protocols::TensorMap& state) {
+    protocols::TensorMap s = state;
+    for (int round = 0; round < 2; ++round) {
+      protocols::TensorMap scratch = s;
+      task.round_seed = 100 + round;
+      absl::StatusOr<protocols::Update> u = trainer.Train(task, scratch, one);
+      EXPECT_TRUE(u.ok()) << u.status();
+      if (!u.ok()) return s;
+      EXPECT_TRUE(protocols::ValidateDenseUpdate(*u, s).ok());
+      s = testing::ApplyDelta(s, u->delta);
+    }
+    return s;
+  };
+  const protocols::TensorMap rounds = two_rounds(*carried);
+  const protocols::TensorMap restarted = two_rounds(fresh);
+  task.local_steps = 2 * kL;
+  protocols::TensorMap scratch = *carried;
+  absl::StatusOr<protocols::Update> once = trainer.Train(task, scratch, one);
+  ASSERT_TRUE(once.ok()) << once.status();
+  const protocols::TensorMap straight = testing::ApplyDelta(*carried, once->delta);
+
+  EXPECT_EQ(protocols::OptimizerStep(rounds).value_or(-1), 2 * kL);
+  EXPECT_EQ(protocols::OptimizerStep(straight).value_or(-1), 2 * kL);
+  double step = 0, carried_err = 0, fresh_err = 0;
+  for (const auto& [name, t] : fresh) {
+    for (size_t i = 0; i < t.floats().size(); ++i) {
+      const double want = straight.at(name).floats()[i];
+      step = std::max(step, std::fabs(want - t.floats()[i]));
+      carried_err = std::max(carried_err, std::fabs(rounds.at(name).floats()[i] - want));
+      fresh_err = std::max(fresh_err, std::fabs(restarted.at(name).floats()[i] - want));
+    }
+  }
+  for (const char* prefix : {protocols::kExpAvgPrefix, protocols::kExpAvgSqPrefix}) {
+    const std::string name = std::string(prefix) + fresh.names()[1];  // a lora_B: moved from 0
+    double norm = 0;
+    for (size_t i = 0; i < straight.at(name).floats().size(); ++i) {
+      norm = std::max(norm, static_cast<double>(std::fabs(straight.at(name).floats()[i])));
+      carried_err = std::max(carried_err, static_cast<double>(std::fabs(rounds.at(name).floats()[i] -
+                                                                        straight.at(name).floats()[i])));
+    }
+    EXPECT_GT(norm, 0) << name;
+  }
+  std::cout << "largest change " << step << ", two carried rounds vs one run " << carried_err
+            << ", two fresh rounds vs one run " << fresh_err << "\n";
+  EXPECT_GT(step, 1e-3);
+  EXPECT_LT(carried_err, 1e-5) << "largest change " << step;
+  EXPECT_GT(fresh_err, 100 * carried_err) << "restarting AdamW each round must differ";
+}
+
+TEST(TrainerTest, CarriedMomentsFollowTheClientsRankSlicesAndSgdLeavesThem) {
+  Dataset data = ShakespeareData();
+  peft::StateLayout layout;
+  layout.lora = AllSevenLora(4);
+  layout.optimizer_state = true;
+  absl::StatusOr<protocols::TensorMap> state = peft::InitTrainableState(*Stories(), layout, 5);
+  ASSERT_TRUE(state.ok()) << state.status();
+  LoraTrainer trainer(Stories(), Options(4), 5);
+  protocols::Task task = LoraTask(2, 1e-2);
+  task.lora_rank = 2;
+  protocols::TensorMap scratch = *state;
+  absl::StatusOr<protocols::Update> update = trainer.Train(task, scratch, data);
+  ASSERT_TRUE(update.ok()) << update.status();
+  ASSERT_TRUE(protocols::ValidateDenseUpdate(*update, *state).ok());
+  const std::string b = peft::LoraTensorName(0, model::Projection::kQ, peft::LoraMatrix::kB);
+  const protocols::TensorCoverage* m = update->coverage.Find(std::string(protocols::kExpAvgSqPrefix) + b);
+  ASSERT_NE(m, nullptr);
+  EXPECT_EQ(*m, (protocols::TensorCoverage{m->name, 1, 2}));
+  ASSERT_NE(update->coverage.Find(protocols::kOptimizerStepName), nullptr);
+  EXPECT_EQ(update->delta.at(protocols::kOptimizerStepName).floats()[0], 2.0f);
+  // Columns 2..3 of B's second moment belong to other ranks: untouched.
+  const protocols::Tensor& v = update->delta.at(m->name);
+  double inside = 0, outside = 0;
+  for (int64_t row = 0; row < v.shape()[0]; ++row) {
+    for (int64_t col = 0; col < 4; ++col) (col < 2 ? inside : outside) += std::fabs(v.floats()[row * 4 + col]);
+  }
+  EXPECT_GT(inside, 0);
+  EXPECT_EQ(outside, 0);
+
+  PeftTrainerOptions sgd = Options(4);
+  sgd.train.optimizer = "sgd";
+  LoraTrainer sgd_trainer(Stories(), sgd, 5);
+  scratch = *state;
+  absl::StatusOr<protocols::Update> plain = sgd_trainer.Train(LoraTask(2, 0.1), scratch, data);
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  for (const protocols::TensorCoverage& c : plain->coverage.tensors) {
+    EXPECT_FALSE(protocols::IsOptimizerState(c.name)) << c.name;
+  }
+  EXPECT_EQ(plain->coverage.tensors.size(), protocols::WithoutOptimizerState(*state).size());
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <optional>
+#include <tuple>
 
 #include "absl/strings/str_cat.h"
 #include "client/internal/batches.h"
@@ -11,6 +12,7 @@
 #include "model/dataset_rng.h"
 #include "model/transformer.h"
 #include "peft/trainable.h"
+#include "protocols/optimizer_state.h"
 #include "protocols/status_macros.h"
 
 namespace fedfm::client {
@@ -98,9 +100,16 @@ absl::StatusOr<protocols::Update> TrainPeftImpl(const std::shared_ptr<const mode
   if (data.train.empty()) return absl::InvalidArgumentError("no training examples");
   const int n_layers = static_cast<int>(model->config().n_layers);
   FEDFM_ASSIGN_OR_RETURN(protocols::Coverage coverage, peft::TrainedCoverage(state, request, n_layers));
+  // AdamW continues from moments the global state carries
+  // (train.optimizer_state = "global"); the update then changes them too.
+  const bool carried = h.adamw && protocols::HasOptimizerState(state);
+  protocols::Coverage update_coverage = coverage;
+  if (carried) {
+    FEDFM_ASSIGN_OR_RETURN(update_coverage, protocols::WithOptimizerStateCoverage(state, coverage));
+  }
   if (!task.coverage.tensors.empty()) {
     std::string why;
-    if (!CoverageWithin(coverage, task.coverage, &why)) {
+    if (!CoverageWithin(update_coverage, task.coverage, &why)) {
       return absl::InvalidArgumentError(absl::StrCat("the task's coverage does not allow this training: ", why));
     }
   }
@@ -112,8 +121,19 @@ absl::StatusOr<protocols::Update> TrainPeftImpl(const std::shared_ptr<const mode
   const torch::Device device = model->device();
   torch::Tensor& theta = forward->parameters();
   const torch::Tensor& theta0 = forward->initial_parameters();
-  torch::Tensor m, v;  // AdamW moments
-  if (h.adamw) {
+  torch::Tensor m, v, m0, v0;  // AdamW moments, now and at the start
+  double step0 = 0;             // steps behind m0 and v0
+  if (carried) {
+    FEDFM_ASSIGN_OR_RETURN(step0, protocols::OptimizerStep(state));
+    FEDFM_ASSIGN_OR_RETURN(m0, forward->Gather(state, protocols::kExpAvgPrefix));
+    FEDFM_ASSIGN_OR_RETURN(v0, forward->Gather(state, protocols::kExpAvgSqPrefix));
+    if (!torch::isfinite(m0).all().item<bool>() || !torch::isfinite(v0).all().item<bool>()) {
+      return absl::InvalidArgumentError("the state's optimizer moments hold a non-finite value");
+    }
+    v0.clamp_min_(0);  // a mean of non-negative values, rounded, may fall a hair below 0
+    m = m0.clone();
+    v = v0.clone();
+  } else if (h.adamw) {
     m = torch::zeros_like(theta0);
     v = torch::zeros_like(theta0);
   }
@@ -152,8 +172,8 @@ absl::StatusOr<protocols::Update> TrainPeftImpl(const std::shared_ptr<const mode
         if (h.weight_decay > 0) theta.mul_(1.0 - h.lr * h.weight_decay);
         m.mul_(kBeta1).add_(grad, 1.0 - kBeta1);
         v.mul_(kBeta2).addcmul_(grad, grad, 1.0 - kBeta2);
-        const double bias1 = 1.0 - std::pow(kBeta1, step);
-        const double bias2 = 1.0 - std::pow(kBeta2, step);
+        const double bias1 = 1.0 - std::pow(kBeta1, step0 + step);
+        const double bias2 = 1.0 - std::pow(kBeta2, step0 + step);
         const torch::Tensor denom = (v.sqrt() / std::sqrt(bias2)).add_(kEps);
         theta.addcdiv_(m, denom, -h.lr / bias1);
       } else {
@@ -183,6 +203,16 @@ absl::StatusOr<protocols::Update> TrainPeftImpl(const std::shared_ptr<const mode
   update.kind = protocols::UpdateKind::kDense;
   FEDFM_ASSIGN_OR_RETURN(update.delta, forward->Delta());
   update.coverage = forward->coverage();
+  if (carried) {
+    for (const auto& [prefix, now, before] :
+         {std::tuple{protocols::kExpAvgPrefix, m, m0}, std::tuple{protocols::kExpAvgSqPrefix, v, v0}}) {
+      FEDFM_ASSIGN_OR_RETURN(protocols::TensorMap moments, forward->Scatter(now - before, prefix));
+      for (auto& [name, t] : moments) FEDFM_RETURN_IF_ERROR(update.delta.Insert(name, std::move(t)));
+    }
+    FEDFM_RETURN_IF_ERROR(update.delta.Insert(
+        protocols::kOptimizerStepName, protocols::Tensor::FromFloats({1}, std::vector<float>{static_cast<float>(h.steps)})));
+    FEDFM_ASSIGN_OR_RETURN(update.coverage, protocols::WithOptimizerStateCoverage(state, forward->coverage()));
+  }
   update.num_examples = static_cast<uint64_t>(h.steps) * h.accumulation * h.batch;
   update.peak_memory_bytes = peak > 0 ? static_cast<uint64_t>(peak) : 0;
   update.metrics["train_loss"] = loss_sum / h.steps;

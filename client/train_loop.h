@@ -17,10 +17,16 @@
 //                 mu (theta - theta_0) added to the trained tensors' gradient)
 //        clip     global L2 norm of that gradient at task.grad_clip
 //        step     AdamW (decoupled weight decay, betas 0.9 / 0.999, eps 1e-8)
-//                 or SGD (weight decay added to the gradient)
+//                 or SGD (weight decay added to the gradient). AdamW starts
+//                 from zero moments, or from the state's moments of the
+//                 trained slices when it carries them (protocols/
+//                 optimizer_state.h), bias-corrected over optimizer.step
+//                 plus this round's steps
 //      bf16 autocast on CUDA when train.bf16_autocast;
-//   4. the update: kDense, delta = new - old over the coverage, num_examples =
-//      sequences processed (steps x accumulation x batch), metrics.
+//   4. the update: kDense, delta = new - old over the coverage (with carried
+//      moments: also their change over the same slices, and local_steps for
+//      optimizer.step), num_examples = sequences processed (steps x
+//      accumulation x batch), metrics.
 // Task fields left at 0 (steps, batch size, seq_len, learning rate) fall back
 // to `options.train` (seq_len 0: each batch as long as its longest example).
 //

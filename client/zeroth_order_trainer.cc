@@ -18,6 +18,7 @@
 #include "model/transformer.h"
 #include "peft/trainable.h"
 #include "protocols/config/config.h"
+#include "protocols/optimizer_state.h"
 #include "protocols/status_macros.h"
 #include "zeroth_order/noise_torch.h"
 #include "zeroth_order/philox.h"
@@ -243,9 +244,12 @@ absl::StatusOr<zeroth_order::ZoStepResult> ForwardGradientStep(FlatParameters& p
 
 absl::StatusOr<protocols::Update> TrainImpl(const std::shared_ptr<const model::Model>& model,
                                             const ZerothOrderTrainerOptions& options, uint64_t seed,
-                                            const protocols::Task& task, TrainableState& state,
+                                            const protocols::Task& task, TrainableState& global,
                                             const Dataset& data) {
   FEDFM_ASSIGN_OR_RETURN(Hyper h, Resolve(task, options.train));
+  // Zeroth order perturbs, and the coordinator replays, the model's tensors
+  // only; optimizer state carried for backprop clients stays as it is.
+  const TensorMap state = protocols::WithoutOptimizerState(global);
   if (data.train.empty()) return absl::InvalidArgumentError("no training examples");
   const int n_layers = static_cast<int>(model->config().n_layers);
   FEDFM_ASSIGN_OR_RETURN(Coverage coverage, TrainedSet(options, task, state, n_layers));
@@ -380,7 +384,8 @@ absl::StatusOr<protocols::Update> TrainImpl(const std::shared_ptr<const model::M
     update.num_examples = num_examples;
   }
   if (options.write_back_state) {
-    FEDFM_ASSIGN_OR_RETURN(state, forward->CurrentState());
+    FEDFM_ASSIGN_OR_RETURN(TensorMap current, forward->CurrentState());
+    for (auto& [name, t] : current) global.Set(name, std::move(t));
   }
   update.peak_memory_bytes = peak > 0 ? static_cast<uint64_t>(peak) : 0;
   update.metrics["train_loss"] = loss_sum / done;

@@ -25,6 +25,7 @@
 #include "peft/adapter_io.h"
 #include "peft/state.h"
 #include "peft/trainable.h"
+#include "protocols/optimizer_state.h"
 #include "protocols/file_util.h"
 #include "protocols/status_macros.h"
 #include "zeroth_order/noise.h"
@@ -310,6 +311,40 @@ TEST(ZerothOrderTrainerTest, SeedScalarUpdateReplayedByTheServerEqualsTheClients
   std::cout << "seed-scalar round: max |client delta| " << max_delta << ", max |server replay - client| " << max_err
             << ", tolerance " << tol << "\n";
   EXPECT_GT(max_delta, 100 * tol) << "the test must compare a real update";
+}
+
+// Optimizer state carried for backprop clients (train.optimizer_state =
+// "global") is neither perturbed nor part of what a seed-scalar update stands for.
+TEST(ZerothOrderTrainerTest, LeavesOptimizerStateAlone) {
+  absl::StatusOr<TensorMap> global = protocols::WithZeroOptimizerState(TrainedLikeState(4, 21));
+  ASSERT_TRUE(global.ok()) << global.status();
+  for (auto& [name, t] : *global) {
+    if (protocols::IsOptimizerState(name)) std::fill(t.mutable_floats().begin(), t.mutable_floats().end(), 0.5f);
+  }
+  Dataset data = ShakespeareData();
+  ZerothOrderTrainerOptions options = Options(4);
+  options.write_back_state = true;
+  ZerothOrderTrainer trainer(Stories(), options, 3);
+  for (bool pooled : {true, false}) {
+    protocols::Task task = ZoTask(3, 2e-3);
+    if (pooled) task.seed_pool = zeroth_order::SeedPool::ForRound(1, 1, 8).seeds();
+    TensorMap client = *global;
+    absl::StatusOr<protocols::Update> update = trainer.Train(task, client, data);
+    ASSERT_TRUE(update.ok()) << update.status();
+    int moved = 0;
+    for (const auto& [name, t] : *global) {
+      const bool same = client.at(name).Identical(t);
+      if (protocols::IsOptimizerState(name)) {
+        EXPECT_TRUE(same) << name;
+      } else {
+        moved += same ? 0 : 1;
+      }
+    }
+    EXPECT_EQ(moved, static_cast<int>(protocols::WithoutOptimizerState(*global).size())) << "pooled " << pooled;
+    for (const protocols::TensorCoverage& c : update->coverage.tensors) {
+      EXPECT_FALSE(protocols::IsOptimizerState(c.name)) << c.name;
+    }
+  }
 }
 
 // One step in both forms: a K = 1 pool holding exactly the seed the dense

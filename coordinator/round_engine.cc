@@ -17,6 +17,7 @@
 #include "nlohmann/json.hpp"
 #include "protocols/check.h"
 #include "protocols/config/config.h"
+#include "protocols/optimizer_state.h"
 #include "protocols/safetensors.h"
 #include "protocols/status_macros.h"
 #include "protocols/tensor_codec.h"
@@ -203,7 +204,7 @@ absl::StatusOr<Coverage> DefaultCoverage(const TensorMap& global_state, const Me
     };
     switch (choice.method) {
       case Method::kZerothOrder:
-        c.tensors.push_back({name, -1, 0});
+        if (!protocols::IsOptimizerState(name)) c.tensors.push_back({name, -1, 0});
         break;
       case Method::kLora:
       case Method::kAuto:

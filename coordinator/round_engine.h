@@ -140,8 +140,12 @@ using CoverageRule = std::function<absl::StatusOr<protocols::Coverage>(
 //   kPartial       blocks >= num_layers - top_blocks: their LoRA tensors at
 //                  lora_rank (or, with partial.full_weights, their non-LoRA
 //                  tensors whole); heads
-//   kZerothOrder   every tensor whole (what a dense zeroth-order update
-//                  perturbs; seed-scalar updates carry no coverage)
+//   kZerothOrder   every tensor whole but optimizer state (what a dense
+//                  zeroth-order update perturbs; seed-scalar updates carry
+//                  no coverage)
+// Optimizer-state tensors (protocols/optimizer_state.h) keep their tensor's
+// "layers.<i>." and ".lora_A"/".lora_B", so a backprop method covers a
+// moment exactly as it covers its tensor; optimizer.step counts as a head.
 // InvalidArgument if the result covers nothing.
 absl::StatusOr<protocols::Coverage> DefaultCoverage(const protocols::TensorMap& global_state,
                                                     const MethodChoice& choice,

@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "protocols/optimizer_state.h"
 #include "protocols/status_macros.h"
 #include "zeroth_order/seed_pool.h"
 
@@ -10,7 +11,7 @@ namespace fedfm::coordinator {
 
 SeedPoolReplay::SeedPoolReplay(protocols::TensorMap like, double learning_rate, zeroth_order::NoiseKind kind,
                                int num_threads)
-    : like_(std::move(like)), learning_rate_(learning_rate), kind_(kind), num_threads_(num_threads) {}
+    : like_(protocols::WithoutOptimizerState(like)), learning_rate_(learning_rate), kind_(kind), num_threads_(num_threads) {}
 
 absl::StatusOr<std::unique_ptr<SeedPoolReplay>> SeedPoolReplay::FromConfig(const protocols::RunConfig& config,
                                                                            protocols::TensorMap like,

@@ -28,7 +28,8 @@ namespace fedfm::coordinator {
 class SeedPoolReplay final : public aggregation::SeedReplay {
  public:
   // `like`: tensors with the names, order, shapes and dtypes (F32 or BF16) of
-  // the global trainable state; only those are read.
+  // the global trainable state; only those are read. Optimizer-state tensors
+  // (protocols/optimizer_state.h) are left out: zeroth order never perturbs them.
   SeedPoolReplay(protocols::TensorMap like, double learning_rate, zeroth_order::NoiseKind kind,
                  int num_threads = 1);
 

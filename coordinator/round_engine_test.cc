@@ -14,10 +14,12 @@
 #include <thread>
 #include <vector>
 
+#include "coordinator/round_engine_seed_replay.h"
 #include "coordinator/sqlite_store.h"
 #include "coordinator/testing/engine_fixture.h"
 #include "gtest/gtest.h"
 #include "protocols/config/config.h"
+#include "protocols/optimizer_state.h"
 #include "protocols/status_macros.h"
 
 namespace fedfm::coordinator {
@@ -184,6 +186,35 @@ TEST(DefaultCoverageTest, FollowsThePeftNamingConvention) {
   lonely.Set("layers.0.mlp.weight", Tensor::Zeros(protocols::DType::kF32, {2}));
   EXPECT_EQ(DefaultCoverage(lonely, {.method = Method::kLora, .lora_rank = 2}, c, TwoBlockDims()).status().code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+// train.optimizer_state = "global": a moment is covered like its tensor,
+// optimizer.step like a head; zeroth order neither covers nor replays them.
+TEST(DefaultCoverageTest, OptimizerStateFollowsItsTensorAndZerothOrderLeavesIt) {
+  absl::StatusOr<TensorMap> g = protocols::WithZeroOptimizerState(TwoBlockLoraState());
+  ASSERT_TRUE(g.ok()) << g.status();
+  const protocols::RunConfig c = Config();
+  const std::string m = protocols::kExpAvgPrefix, v = protocols::kExpAvgSqPrefix;
+  auto lora = DefaultCoverage(*g, {.method = Method::kLora, .lora_rank = 2}, c, TwoBlockDims());
+  ASSERT_TRUE(lora.ok());
+  EXPECT_EQ(lora->tensors.size(), 3u * 5 + 1);
+  EXPECT_EQ(*lora->Find(m + "layers.0.q_proj.lora_A"), (protocols::TensorCoverage{m + "layers.0.q_proj.lora_A", 0, 2}));
+  EXPECT_EQ(*lora->Find(v + "layers.1.q_proj.lora_B"), (protocols::TensorCoverage{v + "layers.1.q_proj.lora_B", 1, 2}));
+  EXPECT_EQ(*lora->Find(protocols::kOptimizerStepName), (protocols::TensorCoverage{"optimizer.step", -1, 0}));
+  auto partial = DefaultCoverage(*g, {.method = Method::kPartial, .lora_rank = 4, .top_blocks = 1}, c, TwoBlockDims());
+  ASSERT_TRUE(partial.ok());
+  EXPECT_EQ(partial->Find(m + "layers.0.q_proj.lora_A"), nullptr);
+  EXPECT_NE(partial->Find(v + "layers.1.q_proj.lora_A"), nullptr);
+  EXPECT_NE(partial->Find(protocols::kOptimizerStepName), nullptr);
+  auto zo = DefaultCoverage(*g, {.method = Method::kZerothOrder}, c, TwoBlockDims());
+  ASSERT_TRUE(zo.ok());
+  EXPECT_EQ(zo->tensors.size(), 5u);
+  for (const protocols::TensorCoverage& t : zo->tensors) EXPECT_FALSE(protocols::IsOptimizerState(t.name)) << t.name;
+
+  SeedPoolReplay replay(*g, /*learning_rate=*/1e-3, zeroth_order::NoiseKind::kGaussian);
+  TensorMap delta;
+  ASSERT_TRUE(replay.Apply({11, 12}, {0.5f, -0.25f}, delta).ok());
+  EXPECT_EQ(delta.names(), TwoBlockLoraState().names());
 }
 
 TEST_F(RoundEngineTest, PlaintextRoundCommitsTheCoverageWeightedAggregate) {

@@ -10,6 +10,7 @@
 #include "model/config.h"
 #include "peft/state.h"
 #include "protocols/file_util.h"
+#include "protocols/optimizer_state.h"
 #include "protocols/safetensors.h"
 #include "protocols/status_macros.h"
 
@@ -294,6 +295,7 @@ absl::StatusOr<Adapter> AdapterFromState(const TensorMap& state, const AdapterCo
   adapter.config = hyper;
   adapter.config.modules_to_save.clear();
   for (const auto& [name, t] : state) {
+    if (protocols::IsOptimizerState(name)) continue;  // training state, not part of an adapter
     LoraTensorId id;
     const protocols::Tensor value = t.dtype() == protocols::DType::kF32 ? t : t.To(protocols::DType::kF32);
     if (ParseLoraTensorName(name, &id) || name == kScoreHeadName) {

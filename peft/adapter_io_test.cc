@@ -8,6 +8,7 @@
 #include "model/dataset_rng.h"
 #include "peft/state.h"
 #include "protocols/file_util.h"
+#include "protocols/optimizer_state.h"
 #include "protocols/safetensors.h"
 
 namespace fedfm::peft {
@@ -98,6 +99,19 @@ TEST(AdapterIoTest, RoundTripThroughPeftLayout) {
     EXPECT_TRUE(back.at(name).Identical(t)) << name;
   }
   std::filesystem::remove_all(dir);
+}
+
+// A global state that carries AdamW moments (train.optimizer_state =
+// "global") exports the same adapter as one without them.
+TEST(AdapterIoTest, OptimizerStateIsLeftOutOfAnAdapter) {
+  const protocols::TensorMap state = RandomState(/*num_labels=*/2);
+  absl::StatusOr<protocols::TensorMap> carried = protocols::WithZeroOptimizerState(state);
+  ASSERT_TRUE(carried.ok());
+  absl::StatusOr<Adapter> adapter = AdapterFromState(*carried, WithAlpha(16));
+  ASSERT_TRUE(adapter.ok()) << adapter.status();
+  EXPECT_EQ(adapter->tensors.size(), state.size());
+  EXPECT_TRUE(adapter->full_weights.empty());
+  for (const auto& [name, t] : adapter->tensors) EXPECT_TRUE(t.Identical(state.at(name))) << name;
 }
 
 TEST(AdapterIoTest, HeadAndFullWeightsRoundTrip) {

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "model/dataset_rng.h"
 #include "protocols/check.h"
+#include "protocols/optimizer_state.h"
 
 namespace fedfm::peft {
 namespace {
@@ -199,6 +200,7 @@ absl::StatusOr<Coverage> TrainedCoverage(const TensorMap& state, const TrainRequ
   const int first_block = partial ? num_layers - request.top_blocks : 0;
   Coverage coverage;
   for (const auto& [name, tensor] : state) {
+    if (protocols::IsOptimizerState(name)) continue;  // see protocols/optimizer_state.h
     LoraTensorId id;
     const bool lora = ParseLoraTensorName(name, &id);
     const int block = lora ? id.layer : BlockOfTensor(name);

@@ -104,6 +104,9 @@ struct StateLayout {
   bool lora_adapters = true;     // LoRA on every block and target
   int full_weight_blocks = 0;    // full weights of the top this-many blocks (0 = none)
   int num_labels = 0;            // > 0: a classification head [num_labels, D]
+  // AdamW moments of every tensor and optimizer.step after them
+  // (train.optimizer_state = "global"; protocols/optimizer_state.h).
+  bool optimizer_state = false;
 };
 
 // The initial state of `layout` for a model of `config`, except the full
@@ -130,7 +133,8 @@ struct TrainRequest {
 //   kLora     every LoRA tensor, leading lora_rank slices; heads
 //   kPartial  blocks >= num_layers - top_blocks: their LoRA tensors at
 //             lora_rank, or with full_weights their non-LoRA tensors whole; heads
-// minus every lora_A tensor under freeze_a. Matches the coordinator's
+// minus every lora_A tensor under freeze_a. Optimizer-state tensors are never
+// part of it (protocols::WithOptimizerStateCoverage adds those). Matches the coordinator's
 // DefaultCoverage (except freeze_a, which it does not know of).
 // InvalidArgument when the result covers nothing or the request is out of range.
 absl::StatusOr<protocols::Coverage> TrainedCoverage(const protocols::TensorMap& state, const TrainRequest& request,

@@ -11,6 +11,7 @@
 #include "absl/strings/str_join.h"
 #include "model/torch_bridge.h"
 #include "protocols/check.h"
+#include "protocols/optimizer_state.h"
 #include "protocols/status_macros.h"
 
 namespace fedfm::peft {
@@ -37,6 +38,7 @@ absl::StatusOr<ParsedState> ParseState(const model::ModelConfig& config, const T
   ParsedState parsed;
   std::map<std::pair<int, model::Projection>, size_t> index;
   for (const auto& [name, tensor] : state) {
+    if (protocols::IsOptimizerState(name)) continue;  // not part of the forward
     if (!protocols::IsFloating(tensor.dtype())) {
       return absl::InvalidArgumentError(
           absl::StrCat("state tensor \"", name, "\" has non-float dtype ", protocols::DTypeName(tensor.dtype())));
@@ -300,20 +302,48 @@ model::ForwardOptions StateForward::forward_options() const {
 
 absl::StatusOr<TensorMap> StateForward::Delta() const {
   torch::NoGradGuard no_grad;
-  const torch::Tensor diff = (flat_.detach() - initial_).to(torch::kCPU);
-  TensorMap delta;
+  return Scatter(flat_.detach() - initial_, "");
+}
+
+absl::StatusOr<torch::Tensor> StateForward::Gather(const TensorMap& source, std::string_view prefix) const {
+  std::vector<torch::Tensor> parts;
   for (const Piece& p : pieces_) {
-    torch::Tensor values = diff.narrow(0, p.offset, p.numel).view(p.slice_shape);
+    const std::string name = std::string(prefix) + p.name;
+    const protocols::Tensor* t = source.Find(name);
+    if (t == nullptr) return absl::InvalidArgumentError(absl::StrCat("the state has no \"", name, "\""));
+    if (t->shape() != p.full_shape) {
+      return absl::InvalidArgumentError(absl::StrCat("\"", name, "\" has shape ", ShapeText(t->shape()),
+                                                     ", expected ", ShapeText(p.full_shape)));
+    }
+    torch::Tensor value = model::ToTorch(*t).to(torch::kFloat);
+    if (p.coverage.rank_dim >= 0) value = value.narrow(p.coverage.rank_dim, 0, p.coverage.rank);
+    parts.push_back(value.reshape({-1}));
+  }
+  torch::NoGradGuard no_grad;
+  if (parts.empty()) return torch::zeros({0}, torch::TensorOptions().dtype(torch::kFloat).device(model_->device()));
+  return torch::cat(parts).to(model_->device()).contiguous();
+}
+
+absl::StatusOr<TensorMap> StateForward::Scatter(const torch::Tensor& flat, std::string_view prefix) const {
+  torch::NoGradGuard no_grad;
+  if (flat.dim() != 1 || flat.numel() != flat_.numel()) {
+    return absl::InvalidArgumentError(absl::StrCat("a flat buffer of ", flat.numel(), " values for ", flat_.numel(),
+                                                   " trained parameters"));
+  }
+  const torch::Tensor host = flat.to(torch::kCPU, torch::kFloat);
+  TensorMap out;
+  for (const Piece& p : pieces_) {
+    torch::Tensor values = host.narrow(0, p.offset, p.numel).view(p.slice_shape);
     torch::Tensor full = torch::zeros(p.full_shape, torch::kFloat);
     if (p.coverage.rank_dim >= 0) {
       full.narrow(p.coverage.rank_dim, 0, p.coverage.rank).copy_(values);
     } else {
       full.copy_(values);
     }
-    FEDFM_ASSIGN_OR_RETURN(protocols::Tensor host, model::FromTorch(full));
-    FEDFM_RETURN_IF_ERROR(delta.Insert(p.name, std::move(host)));
+    FEDFM_ASSIGN_OR_RETURN(protocols::Tensor t, model::FromTorch(full));
+    FEDFM_RETURN_IF_ERROR(out.Insert(std::string(prefix) + p.name, std::move(t)));
   }
-  return delta;
+  return out;
 }
 
 absl::StatusOr<TensorMap> StateForward::CurrentState() const {
@@ -349,7 +379,9 @@ absl::StatusOr<TensorMap> InitTrainableState(const model::Model& model, const St
                                                    " top blocks asked, but the model has ", config.n_layers));
   }
   FEDFM_ASSIGN_OR_RETURN(TensorMap state, InitAdapterState(config, layout, seed));
-  if (layout.full_weight_blocks == 0) return state;
+  if (layout.full_weight_blocks == 0) {
+    return layout.optimizer_state ? protocols::WithZeroOptimizerState(state) : state;
+  }
   const int first = static_cast<int>(config.n_layers) - layout.full_weight_blocks;
   TensorMap out;
   // Block weights after the LoRA tensors, before the head.
@@ -370,7 +402,7 @@ absl::StatusOr<TensorMap> InitTrainableState(const model::Model& model, const St
   if (const protocols::Tensor* head = state.Find(kScoreHeadName)) {
     FEDFM_RETURN_IF_ERROR(out.Insert(kScoreHeadName, *head));
   }
-  return out;
+  return layout.optimizer_state ? protocols::WithZeroOptimizerState(out) : out;
 }
 
 absl::StatusOr<model::NamedTensors> MergeState(const model::Model& base, const TensorMap& state, double scale) {

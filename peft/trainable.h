@@ -28,6 +28,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -95,6 +96,14 @@ class StateForward {
   // new - old over the coverage: exactly the covered tensors at their full
   // global shapes, zeros outside the covered rank slices, float32 on the host.
   absl::StatusOr<protocols::TensorMap> Delta() const;
+  // Per-parameter companions of the trained slices, e.g. optimizer moments
+  // (protocols/optimizer_state.h), named `prefix` + the tensor's name:
+  // Gather lays the covered slices of `source`'s tensors out like
+  // parameters() ([P] float32 on the model's device; InvalidArgument naming a
+  // tensor missing or of another shape than the state's); Scatter is the
+  // inverse shape of Delta (full shapes, zeros outside the slices, host).
+  absl::StatusOr<torch::Tensor> Gather(const protocols::TensorMap& source, std::string_view prefix) const;
+  absl::StatusOr<protocols::TensorMap> Scatter(const torch::Tensor& flat, std::string_view prefix) const;
   // The whole state with the trained slices at their current values.
   absl::StatusOr<protocols::TensorMap> CurrentState() const;
 
@@ -147,7 +156,8 @@ class StateForward {
 };
 
 // The initial global state of `layout` on `model`: InitAdapterState plus
-// copies (float32) of the top layout.full_weight_blocks blocks' weights.
+// copies (float32) of the top layout.full_weight_blocks blocks' weights, and
+// with layout.optimizer_state zero AdamW moments of all of them.
 absl::StatusOr<protocols::TensorMap> InitTrainableState(const model::Model& model, const StateLayout& layout,
                                                         uint64_t seed);
 

@@ -184,6 +184,7 @@ absl::StatusOr<std::unique_ptr<TrainerFactory>> MakeModelTrainerFactory(const pr
     layout.full_weight_blocks = std::clamp(k_max, 1, n_layers);
   }
   layout.num_labels = num_labels;
+  layout.optimizer_state = config.train.optimizer_state == "global";
   client::PeftTrainerOptions peft;
   peft.train = config.train;
   peft.lora = spec;

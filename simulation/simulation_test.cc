@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <iterator>
 #include <map>
@@ -343,13 +344,16 @@ struct ShortScenario {
   SimData data;
   std::unique_ptr<TrainerFactory> trainers;
 };
-void MakeShortDefaultScenario(protocols::DeviceKind device, ShortScenario* out) {
+// `edit`, when given, changes the config further before the trainers are built.
+void MakeShortDefaultScenario(protocols::DeviceKind device, ShortScenario* out,
+                              const std::function<void(protocols::RunConfig&)>& edit = nullptr) {
   absl::StatusOr<protocols::RunConfig> config = protocols::ParseRunConfig(DefaultScenarioToml(), kDefaultScenarioName);
   ASSERT_TRUE(config.ok()) << config.status();
   config->run.rounds = 2;
   config->train.local_steps = 3;
   config->rounds.deadline_s = 0.165;
   config->model.device = device;
+  if (edit) edit(*config);
   absl::StatusOr<std::unique_ptr<model::Tokenizer>> tokenizer = model::LoadTokenizer(config->model.tokenizer);
   ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
   absl::StatusOr<SimData> data = LoadSimData(*config, **tokenizer, config->simulation.num_clients, config->run.seed);
@@ -378,6 +382,44 @@ TEST(SimulationTest, ShortDefaultScenarioLowersTheLoss) {
   EXPECT_GT(uploaded[Method::kZerothOrder], 0);
   ASSERT_TRUE(std::isfinite(r->initial_eval_loss));
   EXPECT_LT(r->final_eval_loss, r->initial_eval_loss - 0.2);
+}
+
+// train.optimizer_state = "global" in a mixed fleet: the backprop clients'
+// updates carry their AdamW moments (about 3x the bytes of an update without
+// them), zeroth order's seed scalars do not, and the run still learns.
+TEST(SimulationTest, GlobalOptimizerStateTravelsWithTheBackpropUpdates) {
+  std::map<std::string, std::map<Method, double>> bytes_per_upload;
+  for (const char* mode : {"fresh", "global"}) {
+    ShortScenario sc;
+    ASSERT_NO_FATAL_FAILURE(MakeShortDefaultScenario(protocols::DeviceKind::kCpu, &sc, [&](protocols::RunConfig& c) {
+      c.secagg.enabled = false;
+      c.train.optimizer_state = mode;
+    }));
+    SimulatorOptions options;
+    options.workers = 2;
+    absl::StatusOr<SimulationResult> r = RunSimulation(sc.config, *sc.trainers, sc.data, options);
+    ASSERT_TRUE(r.ok()) << mode << ": " << r.status();
+    EXPECT_LT(r->final_eval_loss, r->initial_eval_loss - 0.2) << mode;
+    std::map<Method, std::pair<uint64_t, int64_t>> sums;  // bytes up, uploads
+    for (const RoundRecord& round : r->rounds) {
+      for (const auto& [m, s] : round.methods) {
+        if (s.uploaded == 0 || s.uploaded != s.selected) continue;
+        sums[m].first += s.bytes_up;
+        sums[m].second += s.uploaded;
+      }
+    }
+    for (const auto& [m, s] : sums) bytes_per_upload[mode][m] = static_cast<double>(s.first) / s.second;
+  }
+  for (Method m : {Method::kLora, Method::kPartial, Method::kZerothOrder}) {
+    ASSERT_GT(bytes_per_upload["fresh"][m], 0) << protocols::MethodName(m);
+    const double ratio = bytes_per_upload["global"][m] / bytes_per_upload["fresh"][m];
+    if (m == Method::kZerothOrder) {
+      EXPECT_DOUBLE_EQ(ratio, 1.0);
+    } else {
+      EXPECT_GT(ratio, 2.8) << protocols::MethodName(m);
+      EXPECT_LT(ratio, 3.1) << protocols::MethodName(m);
+    }
+  }
 }
 
 // On CUDA every worker slot trains on its own stream, and over every visible

@@ -69,6 +69,7 @@ void VisitSchema(RunConfig& c, V& v) {
     v.Field("batch_size", c.train.batch_size, 1, 65536);
     v.Field("grad_accumulation", c.train.grad_accumulation, 1, 1024);
     v.Field("optimizer", c.train.optimizer, {"adamw", "sgd"});
+    v.Field("optimizer_state", c.train.optimizer_state, {"fresh", "global"});
     v.Field("learning_rate", c.train.learning_rate, 1e-12, 10.0);
     v.Field("weight_decay", c.train.weight_decay, 0.0, 10.0);
     v.Field("grad_clip", c.train.grad_clip, 0.0, kInf);
@@ -521,6 +522,29 @@ absl::Status ValidateRunConfig(const RunConfig& c) {
   }
   if (c.dp.enabled && c.dp.mode == "distributed" && !c.secagg.enabled) {
     errors.push_back("dp.mode = \"distributed\" relies on secure aggregation: set secagg.enabled = true");
+  }
+  if (c.train.optimizer_state == "global") {
+    // The state's moments are the mean of the clients' only when the new
+    // state is old + mean delta, and only values in the clear can be averaged
+    // at their scale: v ~ g^2 is far below the secure sum's fixed-point step.
+    const std::string why = "train.optimizer_state = \"global\" averages the clients' AdamW moments";
+    if (c.train.optimizer != "adamw") {
+      errors.push_back(absl::StrCat(why, " and needs train.optimizer = \"adamw\", got \"", c.train.optimizer, "\""));
+    }
+    if (c.aggregation.algorithm != "fedavg" || c.aggregation.server_lr != 1.0) {
+      errors.push_back(absl::StrCat(why, ", which is exact only with aggregation.algorithm = \"fedavg\" and "
+                                    "aggregation.server_lr = 1 (got \"", c.aggregation.algorithm, "\", ",
+                                    c.aggregation.server_lr, ")"));
+    }
+    if (c.secagg.enabled) {
+      errors.push_back(absl::StrCat(why, " in the clear: their second moments (~ gradient^2) fall below secure "
+                                    "aggregation's fixed-point resolution; set secagg.enabled = false or "
+                                    "train.optimizer_state = \"fresh\""));
+    }
+    if (c.dp.enabled) {
+      errors.push_back(absl::StrCat(why, " and cannot be combined with dp.enabled = true: clipping and noise "
+                                    "would apply to the moments too"));
+    }
   }
   if (c.rounds.min_clients > c.rounds.clients_per_round) {
     errors.push_back(absl::StrCat("rounds.min_clients (", c.rounds.min_clients, ") exceeds rounds.clients_per_round (",

@@ -85,6 +85,26 @@ TEST(ConfigTest, RobustRuleWithSecAggIsRejected) {
   EXPECT_NE(err.find("cannot run with secagg.enabled"), std::string::npos) << err;
 }
 
+TEST(ConfigTest, GlobalOptimizerStateNeedsPlainFedAvgInTheClear) {
+  const std::string global = "[train]\noptimizer_state = \"global\"\n";
+  absl::StatusOr<RunConfig> ok = ParseRunConfig(global, "run.toml");
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(ok->train.optimizer_state, "global");
+  const std::string secagg = ErrorOf(global + "[secagg]\nenabled = true\n");
+  EXPECT_NE(secagg.find("secagg.enabled = false"), std::string::npos) << secagg;
+  const std::string plain = "[secagg]\nenabled = false\n";
+  std::string err = ErrorOf(global + plain + "[aggregation]\nalgorithm = \"fedadam\"\n");
+  EXPECT_NE(err.find("aggregation.algorithm = \"fedavg\""), std::string::npos) << err;
+  err = ErrorOf(global + plain + "[aggregation]\nserver_lr = 0.5\n");
+  EXPECT_NE(err.find("server_lr = 1"), std::string::npos) << err;
+  err = ErrorOf("[train]\noptimizer_state = \"global\"\noptimizer = \"sgd\"\n" + plain);
+  EXPECT_NE(err.find("train.optimizer = \"adamw\""), std::string::npos) << err;
+  err = ErrorOf(global + plain + "[dp]\nenabled = true\n");
+  EXPECT_NE(err.find("dp.enabled"), std::string::npos) << err;
+  err = ErrorOf("[train]\noptimizer_state = \"carried\"\n");
+  EXPECT_NE(err.find("optimizer_state"), std::string::npos) << err;
+}
+
 TEST(ConfigTest, TomlWriterRoundTrips) {
   RunConfig config;
   config.run.seed = 9;

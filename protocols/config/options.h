@@ -56,6 +56,10 @@ struct TrainOptions {
   int batch_size = 8;           // 1..65536
   int grad_accumulation = 1;    // 1..1024
   std::string optimizer = "adamw";  // "adamw" | "sgd"
+  // "fresh": AdamW starts every round from zero moments; "global": its moments
+  // live in the global state and are averaged like the adapters
+  // (protocols/optimizer_state.h); needs FedAvg at server_lr 1, no secagg, no dp.
+  std::string optimizer_state = "fresh";
   double learning_rate = 1e-3;  // > 0
   double weight_decay = 0.0;    // >= 0
   double grad_clip = 1.0;       // max global L2 norm; 0 = off
