@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The simulation benchmarks: every scenario of bench/scenarios/ (and the
 # default demo, examples/default_sim.toml, as the mixed fleet), each one
-# `fedfm simulate` run, plus the centralized twin of fed_lora (`fedfm train`
-# over the same examples), then one markdown table of the results and the
+# `fedfm simulate` run (the centralized twin of the federated LoRA scenarios
+# too: centralized_lora, one client holding every example, evaluated on the
+# same held-out examples), then one markdown table of the results and the
 # issue's targets.
 #
 #   bench/run_scenarios.sh [OUT_DIR]          (default: bench-out)
@@ -25,6 +26,7 @@ SCENARIOS=(
   "fed_lora:bench/scenarios/fed_lora.toml"
   "fed_lora_small_batch:bench/scenarios/fed_lora_small_batch.toml"
   "fed_lora_global_adamw:bench/scenarios/fed_lora_global_adamw.toml"
+  "centralized_lora:bench/scenarios/centralized_lora.toml"
   "partial_only:bench/scenarios/partial_only.toml"
   "zo_only:bench/scenarios/zo_only.toml"
   "gpu_only:bench/scenarios/gpu_only.toml"
@@ -50,14 +52,6 @@ if [ "${TABLE_ONLY:-0}" != 1 ]; then
     echo "==> $name ($config)"
     "$FEDFM" simulate --config "$config" --out "$OUT/$name" --quiet
   done
-  # Centralized LoRA on as many examples as fed_lora's clients see: 10 rounds
-  # x 8 clients x 10 local steps = 800 steps of 8 sequences (and
-  # fed_lora_small_batch's and fed_lora_global_adamw's: 40 rounds x 4 clients
-  # x 40 steps of 1 sequence).
-  if wanted centralized_lora && ! done_already "$OUT/centralized_lora/metrics.json"; then
-    echo "==> centralized_lora (fedfm train, 800 steps)"
-    "$FEDFM" train --config bench/scenarios/fed_lora.toml --method lora --steps 800 --out "$OUT/centralized_lora"
-  fi
 fi
 
 python3 - "$OUT" <<'EOF'
@@ -69,7 +63,7 @@ def load(name, file="summary.json"):
     return json.load(open(p)) if os.path.exists(p) else None
 
 rows = []
-names = ["mixed", "gpu_only", "fed_lora", "fed_lora_small_batch", "fed_lora_global_adamw", "partial_only", "zo_only", "secagg_on", "secagg_off",
+names = ["mixed", "gpu_only", "fed_lora", "fed_lora_small_batch", "fed_lora_global_adamw", "centralized_lora", "partial_only", "zo_only", "secagg_on", "secagg_off",
          "dropout_0", "dropout_10", "dropout_30", "alpha_0.1", "alpha_1", "alpha_100"]
 def fmt(v, d=3):
     return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.{d}f}"
@@ -88,18 +82,13 @@ for n in names:
           f'{fmt(s["loss"]["final_eval"])} | {fmt(s["loss"]["reduction"])} | {fmt(s["virtual_time_s"], 2)} | '
           f'{fmt(me["wall_s"], 0)} | {fmt(100 * me["overhead_fraction"], 1)}% | '
           f'{fmt(me["client_steps_per_s_per_core"], 2)} |')
-c = load("centralized_lora", "metrics.json")
-if c:
-    red = c["eval_loss_before"] - c["eval_loss_after"]
-    print(f'| centralized_lora (fedfm train) | 1 x {c["steps"]} steps | 1 | - | {fmt(c["eval_loss_before"])} -> '
-          f'{fmt(c["eval_loss_after"])} | {fmt(red)} | - | {fmt(c.get("total_seconds"), 0)} | - | - |')
 
 print("\nTargets:")
 def red(n):
     return S[n]["loss"]["reduction"] if n in S else None
 for n in ("fed_lora", "fed_lora_small_batch", "fed_lora_global_adamw"):
-    if c and n in S:
-        r = red(n) / (c["eval_loss_before"] - c["eval_loss_after"])
+    if "centralized_lora" in S and n in S:
+        r = red(n) / red("centralized_lora")
         print(f"- federated LoRA ({n}) / centralized LoRA loss reduction (same number of examples): "
               f"{100 * r:.1f}% (target >= 95%)")
 if "zo_only" in S and "fed_lora" in S:

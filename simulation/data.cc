@@ -12,7 +12,7 @@
 namespace fedfm::simulation {
 namespace {
 
-constexpr uint32_t kPurposeLocalSplit = 0x534C5350u;  // "SLSP": a client's local train/eval split
+constexpr uint32_t kPurposeHeldOut = 0x53484F55u;  // "SHOU": the examples held out for evaluation
 
 struct Loaded {
   std::vector<model::Example> examples;
@@ -150,25 +150,35 @@ absl::StatusOr<SimData> LayOutSimData(std::vector<model::Example> examples, std:
   out.examples.reserve(examples.size());
   out.begin.reserve(static_cast<size_t>(num_clients) + 1);
   out.eval_begin.reserve(static_cast<size_t>(num_clients));
-  std::vector<model::Example> held_out;
+  // Held out once, over all examples, before they are partitioned: every
+  // layout of the same data and seed (any scheme, any number of clients)
+  // holds out, and centrally evaluates on, the same examples.
+  std::vector<bool> held(examples.size(), false);
+  if (options.eval_fraction > 0 && examples.size() >= 2) {
+    const model::TrainEvalSplit split =
+        model::SplitTrainEval(examples.size(), options.eval_fraction, zeroth_order::DeriveSeed(seed, 0, 0, kPurposeHeldOut));
+    for (size_t i : split.eval) held[i] = true;
+  }
+  std::vector<size_t> held_out_index;  // into `examples`
   for (int64_t c = 0; c < num_clients; ++c) {
     const std::vector<size_t>& mine = (*partition)[static_cast<size_t>(c)];
     out.begin.push_back(static_cast<uint32_t>(out.examples.size()));
-    model::TrainEvalSplit split;
-    if (mine.size() >= 2 && options.eval_fraction > 0) {
-      split = model::SplitTrainEval(mine.size(), options.eval_fraction,
-                                    zeroth_order::DeriveSeed(seed, static_cast<uint64_t>(c), 0, kPurposeLocalSplit));
-    } else {
-      for (size_t i = 0; i < mine.size(); ++i) split.train.push_back(i);
+    std::vector<size_t> train, eval;
+    for (size_t i : mine) (held[i] ? eval : train).push_back(i);
+    if (train.empty()) {  // a client with only held-out examples trains on them
+      train.swap(eval);
     }
-    for (size_t i : split.train) out.examples.push_back(std::move(examples[mine[i]]));
+    for (size_t i : train) out.examples.push_back(std::move(examples[i]));
     out.eval_begin.push_back(static_cast<uint32_t>(out.examples.size()));
-    for (size_t i : split.eval) out.examples.push_back(examples[mine[i]]);
-    if (central_eval.empty()) {
-      for (size_t i : split.eval) held_out.push_back(std::move(examples[mine[i]]));
-    }
+    for (size_t i : eval) out.examples.push_back(examples[i]);
+    held_out_index.insert(held_out_index.end(), eval.begin(), eval.end());
   }
   out.begin.push_back(static_cast<uint32_t>(out.examples.size()));
+  std::vector<model::Example> held_out;
+  if (central_eval.empty()) {
+    std::sort(held_out_index.begin(), held_out_index.end());
+    for (size_t i : held_out_index) held_out.push_back(std::move(examples[i]));
+  }
   if (central_eval.empty() && held_out.empty()) {
     // Clients too small to hold anything out (fewer than 2 examples each):
     // evaluate on training examples rather than on nothing.

@@ -8,12 +8,16 @@
 // Which client holds which example: model/partition.h, scheme
 // data.partition.* (labels: the class for classification data; for
 // next-token data the natural group, e.g. the Shakespeare speaker, as the
-// "label" of dirichlet and shards). Each client holds out
-// data.eval_fraction of its own examples for federated evaluation rounds.
+// "label" of dirichlet and shards). data.eval_fraction of all examples is
+// held out once, before partitioning, from the seed alone; each client's
+// share of them is its local evaluation set for federated evaluation rounds
+// (a client left with no training example trains on its held-out ones).
 // The central evaluation after every round uses data.eval_path's examples
-// when set, else the union of the clients' held-out examples (training
-// examples when no client is large enough to hold any out), at most
-// kMaxCentralEvalExamples of them, evenly spaced. Torch-free.
+// when set, else the held-out examples in data order (training examples
+// when none is held out), at most kMaxCentralEvalExamples of them, evenly
+// spaced: the same examples for every partition scheme and number of
+// clients over the same data and seed, so that scenarios (and a
+// one-client centralized twin) compare on one evaluation set. Torch-free.
 #ifndef FEDFM_SIMULATION_DATA_H_
 #define FEDFM_SIMULATION_DATA_H_
 

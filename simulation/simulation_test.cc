@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_join.h"
 #include "coordinator/policy.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -112,6 +113,40 @@ std::string Deterministic(const std::string& line) {
   EXPECT_TRUE(j.contains("measured"));
   j.erase("measured");
   return j.dump();
+}
+
+// The held-out examples are chosen before partitioning: any scheme and any
+// number of clients over the same data and seed evaluate centrally on the same
+// examples, and every example is either trained on or held out by its client.
+TEST(SimDataTest, EveryLayoutHoldsOutTheSameExamples) {
+  std::vector<std::string> reference;
+  for (const auto& [scheme, clients] :
+       std::vector<std::pair<std::string, int>>{{"iid", 1}, {"iid", 4}, {"natural", 5}, {"dirichlet", 8}}) {
+    protocols::DataOptions options;
+    options.eval_fraction = 0.1;
+    options.partition.scheme = scheme;
+    options.partition.alpha = 0.5;
+    absl::StatusOr<SimData> data = LayOutSimData(Synthetic(600), {}, 0, options, clients, /*seed=*/3);
+    ASSERT_TRUE(data.ok()) << scheme << ": " << data.status();
+    std::vector<std::string> central;
+    for (const model::Example& e : data->central_eval) central.push_back(absl::StrJoin(e.tokens, ","));
+    EXPECT_EQ(central.size(), 60u) << scheme;
+    size_t held_out = 0;
+    for (int64_t c = 0; c < clients; ++c) {
+      const client::Dataset d = data->ClientDataset(c);
+      EXPECT_FALSE(d.train.empty()) << scheme << " client " << c;
+      held_out += d.eval.size();
+    }
+    EXPECT_EQ(held_out, 60u) << scheme;
+    EXPECT_EQ(data->examples.size(), 600u) << scheme;
+    if (reference.empty()) reference = central;
+    EXPECT_EQ(central, reference) << scheme << " over " << clients << " clients";
+  }
+  protocols::DataOptions other;
+  other.eval_fraction = 0.1;
+  absl::StatusOr<SimData> reseeded = LayOutSimData(Synthetic(600), {}, 0, other, 1, /*seed=*/4);
+  ASSERT_TRUE(reseeded.ok());
+  EXPECT_NE(absl::StrJoin(reseeded->central_eval[0].tokens, ","), reference[0]) << "the seed chooses them";
 }
 
 TEST(SimulationTest, MixedFleetTrainsAllThreeMethodsInTheSameRounds) {
