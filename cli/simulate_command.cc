@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -21,6 +22,7 @@
 #include "cli/command.h"
 #include "model/runtime.h"
 #include "model/tokenizer.h"
+#include "peft/adapter_io.h"
 #include "protocols/config/config.h"
 #include "simulation/data.h"
 #include "simulation/default_scenario.h"
@@ -191,11 +193,20 @@ int Run(const SimulateFlags& f, const GlobalFlags& global) {
 
   absl::StatusOr<simulation::ReportFiles> files = simulation::WriteReport(out, config, *result, context);
   if (!files.ok()) return Fail(kCmd, files.status());
+  // The trained global state as a PEFT adapter (stand-in trainers train nothing).
+  const std::filesystem::path adapter_dir = std::filesystem::path(out) / "adapter";
+  if (!f.fake_trainers) {
+    absl::StatusOr<peft::LoraSpec> spec = peft::LoraSpecFromOptions(config.lora);
+    if (!spec.ok()) return Fail(kCmd, spec.status());
+    absl::Status saved = peft::SaveStateAsAdapter(adapter_dir, result->final_state, *spec, config.model.path).status();
+    if (!saved.ok()) return Fail(kCmd, saved);
+  }
   std::printf("\n%s", simulation::SummaryTable(*result).c_str());
   std::printf("\n  %s\n", result->finish_reason.c_str());
   if (!files->plot_warning.empty()) std::printf("  warning: %s\n", files->plot_warning.c_str());
   std::printf("  report   %s\n  results  %s\n  summary  %s\n", files->html.c_str(), files->results.c_str(),
               files->summary.c_str());
+  if (!f.fake_trainers) std::printf("  adapter  %s\n", adapter_dir.string().c_str());
   return kExitOk;
 }
 
@@ -209,8 +220,8 @@ void RegisterSimulateCommand(CLI::App& app, Action& action, const GlobalFlags& f
   auto f = std::make_shared<SimulateFlags>();
   cmd->add_option("--config", f->config, "Run configuration (TOML); default: the built-in scenario")
       ->check(CLI::ExistingFile);
-  cmd->add_option("--out", f->out, "Output directory (results.jsonl, summary.json, plots, report.html); "
-                                   "default: simulation.out");
+  cmd->add_option("--out", f->out, "Output directory (results.jsonl, summary.json, plots, report.html, the "
+                                   "trained adapter in adapter/); default: simulation.out");
   cmd->add_option("--rounds", f->rounds, "Override run.rounds")->check(CLI::Range(1, 100000));
   cmd->add_option("--seed", f->seed, "Override run.seed")->check(CLI::NonNegativeNumber);
   cmd->add_option("--clients", f->clients, "Override simulation.num_clients")->check(CLI::Range(1, 10000000));

@@ -238,14 +238,7 @@ absl::StatusOr<LocalTrainResult> RunLocalTrainingImpl(const LocalTrainRequest& r
     result.eval_accuracy_after = after.metrics.at("eval_accuracy");
   }
 
-  peft::AdapterConfig hyper;
-  hyper.lora_alpha = spec.alpha;
-  hyper.lora_dropout = spec.dropout;
-  hyper.use_rslora = spec.rslora;
-  hyper.r = spec.rank;
-  hyper.base_model_name_or_path = config.model.path;
-  FEDFM_ASSIGN_OR_RETURN(peft::Adapter adapter, peft::AdapterFromState(trained, hyper));
-  FEDFM_RETURN_IF_ERROR(peft::SaveAdapter(request.out, adapter));
+  FEDFM_ASSIGN_OR_RETURN(peft::Adapter adapter, peft::SaveStateAsAdapter(request.out, trained, spec, config.model.path));
   result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
 
   nlohmann::json j;

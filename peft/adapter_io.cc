@@ -320,6 +320,19 @@ absl::StatusOr<Adapter> AdapterFromState(const TensorMap& state, const AdapterCo
   return adapter;
 }
 
+absl::StatusOr<Adapter> SaveStateAsAdapter(const std::filesystem::path& dir, const TensorMap& state,
+                                           const LoraSpec& spec, const std::string& base_model) {
+  AdapterConfig hyper;
+  hyper.lora_alpha = spec.alpha;
+  hyper.lora_dropout = spec.dropout;
+  hyper.use_rslora = spec.rslora;
+  hyper.r = spec.rank;
+  hyper.base_model_name_or_path = base_model;
+  FEDFM_ASSIGN_OR_RETURN(Adapter adapter, AdapterFromState(state, hyper));
+  FEDFM_RETURN_IF_ERROR(SaveAdapter(dir, adapter));
+  return adapter;
+}
+
 TensorMap StateFromAdapter(const Adapter& adapter) {
   TensorMap state;
   for (const auto& [name, t] : adapter.tensors) {

@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "peft/state.h"
 #include "protocols/tensor.h"
 
 namespace fedfm::peft {
@@ -82,6 +83,12 @@ absl::StatusOr<Adapter> LoadAdapter(const std::filesystem::path& dir);
 absl::StatusOr<Adapter> AdapterFromState(const protocols::TensorMap& state, const AdapterConfig& hyper);
 // The global state of an adapter: its tensors, then its full weights.
 protocols::TensorMap StateFromAdapter(const Adapter& adapter);
+
+// AdapterFromState with the hyperparameters of `spec` (alpha, dropout,
+// rslora, rank) and base_model_name_or_path = `base_model`, saved into `dir`
+// (SaveAdapter): a run's trained state as a PEFT adapter directory.
+absl::StatusOr<Adapter> SaveStateAsAdapter(const std::filesystem::path& dir, const protocols::TensorMap& state,
+                                           const LoraSpec& spec, const std::string& base_model);
 
 }  // namespace fedfm::peft
 

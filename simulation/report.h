@@ -12,6 +12,7 @@
 //                   and plots.gp, which stay beside them
 //   report.html     self-contained: the plots as data URIs, the summary and
 //                   round tables, the config
+// (`fedfm simulate` adds adapter/, the final global state as a PEFT adapter.)
 // Torch-free.
 #ifndef FEDFM_SIMULATION_REPORT_H_
 #define FEDFM_SIMULATION_REPORT_H_

@@ -816,6 +816,8 @@ absl::StatusOr<SimulationResult> RunSimulation(const protocols::RunConfig& confi
 
   const coordinator::RoundEngineStatus final_status = engine->Status();
   result.finish_reason = final_status.finish_reason;
+  FEDFM_ASSIGN_OR_RETURN(protocols::ModelSnapshot final_model, engine->GetModel(final_status.model_version));
+  result.final_state = std::move(final_model.state);
   result.virtual_time_s = result.rounds.empty() ? 0.0 : result.rounds.back().virtual_end_s;
   for (auto it = result.rounds.rbegin(); it != result.rounds.rend(); ++it) {
     if (it->committed && std::isfinite(it->eval_loss)) {

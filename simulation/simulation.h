@@ -115,6 +115,7 @@ struct SimulationResult {
   std::vector<FleetEntry> fleet;
   double initial_eval_loss = kNaN;
   double final_eval_loss = kNaN;
+  protocols::TensorMap final_state;  // the global state of the last committed round
   double virtual_time_s = 0;
   // Accounting of client state (the scale claim): the registry is
   // proportional to num_clients; everything else to the sampled clients.

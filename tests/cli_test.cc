@@ -5,6 +5,7 @@
 
 #include <array>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 
 #include "gtest/gtest.h"
@@ -74,6 +75,22 @@ TEST(CliTest, ConfigCheckReportsTheLineAndExitsOne) {
   unlink(path);
   Result good = RunFedfm("config check examples/lora_shakespeare.toml");
   EXPECT_EQ(good.exit_code, 0) << good.output;
+}
+
+// The demo cut to one round: the report and the trained adapter, which
+// `fedfm adapter info` reads back.
+TEST(CliTest, SimulateWritesTheReportAndTheTrainedAdapter) {
+  char dir[] = "/tmp/fedfm_cli_sim_XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string out = std::string(dir) + "/out";
+  Result r = RunFedfm("simulate --rounds 1 --quiet --out " + out);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("adapter  " + out + "/adapter"), std::string::npos) << r.output;
+  Result info = RunFedfm("adapter info --adapter " + out + "/adapter");
+  EXPECT_EQ(info.exit_code, 0) << info.output;
+  EXPECT_NE(info.output.find("q_proj"), std::string::npos) << info.output;
+  EXPECT_EQ(info.output.find("optimizer."), std::string::npos) << info.output;
+  std::system((std::string("rm -rf ") + dir).c_str());
 }
 
 }  // namespace
