@@ -77,6 +77,7 @@ WorkloadShape MakeWorkloadShape(const RunConfig& config, const ModelDims& model)
   s.zo_perturbations = config.zeroth_order.perturbations;
   s.zo_seed_pool = config.zeroth_order.seed_pool;
   s.partial_full_weights = config.partial.full_weights;
+  s.optimizer_state = config.train.optimizer_state == "global";
   s.lora_targets_mask = 0;
   for (const std::string& target : config.lora.targets) {
     for (int i = 0; i < 7; ++i) {
@@ -150,6 +151,11 @@ double EstimateFlopsPerToken(const WorkloadShape& s, const MethodChoice& c) {
   return forward;
 }
 
+namespace {
+// Trained values plus, with carried optimizer state, their two moments and the step.
+uint64_t WithMoments(const WorkloadShape& s, uint64_t bytes) { return s.optimizer_state ? 3 * bytes + 4 : bytes; }
+}  // namespace
+
 uint64_t EstimateUploadBytes(const WorkloadShape& s, const MethodChoice& c) {
   switch (c.method) {
     case Method::kZerothOrder:
@@ -157,11 +163,12 @@ uint64_t EstimateUploadBytes(const WorkloadShape& s, const MethodChoice& c) {
       return s.zo_seed_pool > 0 ? static_cast<uint64_t>(s.zo_seed_pool) * 4
                                 : static_cast<uint64_t>(LoraParameterCount(s, c.lora_rank)) * 4;
     case Method::kLora:
-      return static_cast<uint64_t>(LoraParameterCount(s, c.lora_rank)) * 4;
+      return WithMoments(s, static_cast<uint64_t>(LoraParameterCount(s, c.lora_rank)) * 4);
     case Method::kPartial:
-      return s.partial_full_weights ? static_cast<uint64_t>(BlockParameterCount(s.model, c.top_blocks)) * 4
-                                    : static_cast<uint64_t>(LoraParameterCount(s, c.lora_rank)) * 4 * c.top_blocks /
-                                          std::max<int64_t>(1, s.model.num_layers);
+      return WithMoments(s, s.partial_full_weights
+                                ? static_cast<uint64_t>(BlockParameterCount(s.model, c.top_blocks)) * 4
+                                : static_cast<uint64_t>(LoraParameterCount(s, c.lora_rank)) * 4 * c.top_blocks /
+                                      std::max<int64_t>(1, s.model.num_layers));
   }
   return 0;
 }
@@ -169,7 +176,7 @@ uint64_t EstimateUploadBytes(const WorkloadShape& s, const MethodChoice& c) {
 uint64_t EstimateDownloadBytes(const WorkloadShape& s, const RunConfig& config) {
   uint64_t bytes = static_cast<uint64_t>(LoraParameterCount(s, config.lora.rank)) * 4;
   if (config.partial.full_weights) bytes += static_cast<uint64_t>(BlockParameterCount(s.model, config.partial.top_blocks)) * 4;
-  return bytes;
+  return WithMoments(s, bytes);
 }
 
 double EstimateRoundSeconds(const WorkloadShape& s, const DeviceProfile& device, const MethodChoice& c,

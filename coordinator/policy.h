@@ -33,6 +33,9 @@ struct WorkloadShape {
   int zo_seed_pool = 256;       // 0 = dense zeroth-order updates
   int lora_targets_mask = 0xF;  // bit i: projection i of kProjections
   bool partial_full_weights = false;
+  // train.optimizer_state = "global": the state carries AdamW's two moments
+  // of every tensor (and a step count), which backprop clients send back too.
+  bool optimizer_state = false;
 };
 
 // Projections LoRA may target, in the order of lora_targets_mask's bits.
@@ -54,9 +57,10 @@ uint64_t EstimateMemoryBytes(const WorkloadShape& shape, const MethodChoice& cho
 // weight gradients for the top k blocks only; zeroth-order is two forwards per
 // perturbation.
 double EstimateFlopsPerToken(const WorkloadShape& shape, const MethodChoice& choice);
-// Bytes a client uploads for this choice (fp32 deltas, or K seed scalars).
+// Bytes a client uploads for this choice (fp32 deltas, or K seed scalars;
+// backprop deltas 3x with optimizer_state, for the moments).
 uint64_t EstimateUploadBytes(const WorkloadShape& shape, const MethodChoice& choice);
-// Bytes of the global trainable state a client downloads.
+// Bytes of the global trainable state a client downloads (3x with optimizer_state).
 uint64_t EstimateDownloadBytes(const WorkloadShape& shape, const protocols::RunConfig& config);
 // Compute plus transfer time of one round on `device`.
 double EstimateRoundSeconds(const WorkloadShape& shape, const protocols::DeviceProfile& device,

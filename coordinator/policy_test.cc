@@ -77,6 +77,20 @@ TEST(PolicyTest, AutoPicksLoraThenPartialThenZerothOrderAsMemoryShrinks) {
   EXPECT_NE(none.status().message().find("\"dev\""), std::string_view::npos) << none.status();
 }
 
+TEST(PolicyTest, CarriedOptimizerStateTriplesTheBackpropTransfers) {
+  RunConfig config = Config();
+  const WorkloadShape fresh = MakeWorkloadShape(config, OneB());
+  config.train.optimizer_state = "global";
+  const WorkloadShape carried = MakeWorkloadShape(config, OneB());
+  for (const MethodChoice& c : {MethodChoice{.method = Method::kLora, .lora_rank = 8},
+                                MethodChoice{.method = Method::kPartial, .lora_rank = 8, .top_blocks = 2}}) {
+    EXPECT_EQ(EstimateUploadBytes(carried, c), 3 * EstimateUploadBytes(fresh, c) + 4);
+  }
+  const MethodChoice zo{.method = Method::kZerothOrder};
+  EXPECT_EQ(EstimateUploadBytes(carried, zo), EstimateUploadBytes(fresh, zo));  // seed scalars only
+  EXPECT_EQ(EstimateDownloadBytes(carried, config), 3 * EstimateDownloadBytes(fresh, config) + 4);
+}
+
 TEST(PolicyTest, SlowUplinkGetsASmallerRankWithinTheDeadline) {
   RunConfig config = Config();
   WorkloadShape shape = MakeWorkloadShape(config, OneB());
