@@ -93,9 +93,28 @@ struct DpSettings {
 // aggregation.zo_mixing = "share" on one coordinate: the dense clients'
 // mean (0 where none covered it) plus the seed-scalar clients' replayed mean
 // at their share of the coordinate's weight, so that the zeroth-order
-// clients' shorter steps do not shrink the dense step.
-float ShareMix(double dense_mean, double dense_weight, float replay, double zo_weight) {
-  return static_cast<float>(dense_mean + static_cast<double>(replay) * zo_weight / (dense_weight + zo_weight));
+// clients' shorter steps do not shrink the dense step. `signal` (1 under
+// "share", ReplaySignal under "snr") scales the replay where dense clients
+// covered the coordinate; where none did, the replay is the whole step.
+float ShareMix(double dense_mean, double dense_weight, float replay, double zo_weight, double signal) {
+  const double factor = dense_weight > 0 ? signal * zo_weight / (dense_weight + zo_weight) : 1.0;
+  return static_cast<float>(dense_mean + static_cast<double>(replay) * factor);
+}
+
+// aggregation.zo_mixing = "snr": the share of the replayed mean that is
+// signal. The replay sum_k s_k z_k of K projected gradients s_k = z_k . g
+// (z_k standard normal in d dimensions) has mean K g and noise of squared
+// norm about d K |g|^2, so the scalar c minimising E|c R - K g|^2 is
+// K^2 / (K^2 + d K) = K / (K + d). K counts the pool slots the round's
+// clients used (non-zero mean scalars), d the elements the replay wrote.
+// Where dense clients covered a coordinate, their mean already estimates
+// the step with little noise, and the replay joins it at this weight.
+double ReplaySignal(const std::vector<float>& mean_scalars, const TensorMap& replay) {
+  double k = 0;
+  for (float s : mean_scalars) k += s != 0.0f ? 1 : 0;
+  double d = 0;
+  for (const auto& [name, t] : replay) d += static_cast<double>(t.numel());
+  return k > 0 ? k / (k + d) : 0.0;
 }
 
 // `v` scaled by `factor` (the DP clip) into `scratch`, or `v` itself when
@@ -119,7 +138,8 @@ class RoundAggregator : public Aggregator {
         owned_optimizer_(std::move(owned_optimizer)),
         optimizer_(context.optimizer != nullptr ? context.optimizer : owned_optimizer_.get()),
         dp_(dp),
-        zo_share_(options.zo_mixing == "share") {
+        zo_share_(options.zo_mixing != "mean"),
+        zo_snr_(options.zo_mixing == "snr") {
     int64_t offset = 0;
     for (const auto& [name, t] : global_) {
       index_[name] = names_.size();
@@ -248,7 +268,8 @@ class RoundAggregator : public Aggregator {
   std::unique_ptr<ServerOptimizer> owned_optimizer_;
   ServerOptimizer* optimizer_;
   DpSettings dp_;
-  bool zo_share_;                    // aggregation.zo_mixing == "share" (see ShareMix)
+  bool zo_share_;                    // aggregation.zo_mixing "share" or "snr" (see ShareMix)
+  bool zo_snr_;                      // aggregation.zo_mixing == "snr" (see ReplaySignal)
   std::vector<std::string> names_;   // global tensor order
   std::vector<int64_t> offsets_;     // flat offset of each tensor (DP noise index)
   std::unordered_map<std::string, size_t> index_;
@@ -466,6 +487,7 @@ class MeanAggregator final : public RoundAggregator {
     const double noise_stddev = dp_.central ? dp_.sigma * dp_.clip : 0.0;
     GaussianStream noise(context_.noise_seed);
     TensorMap zo;
+    double signal = 1.0;
     if (seed_weight_ > 0) {
       std::vector<float> mean(K());
       for (size_t k = 0; k < K(); ++k) {
@@ -474,6 +496,7 @@ class MeanAggregator final : public RoundAggregator {
         mean[k] = static_cast<float>(s / static_cast<double>(seed_weight_));
       }
       FEDFM_ASSIGN_OR_RETURN(zo, ReplaySeeds(mean));
+      if (zo_snr_) signal = ReplaySignal(mean, zo);
       // "mean": linear replay, Σ_i n_i replay(s_i) = W · replay(mean s), is
       // one more exact contribution of weight W to the tensor's sum.
       // "share": the replay stays apart and is added below.
@@ -507,7 +530,8 @@ class MeanAggregator final : public RoundAggregator {
           out[i] = static_cast<float>(sum / static_cast<double>(w));
         } else {
           const double dense_mean = dense_w[i] > 0 ? sum / static_cast<double>(dense_w[i]) : 0.0;
-          out[i] = ShareMix(dense_mean, static_cast<double>(dense_w[i]), replay[i], static_cast<double>(seed_weight_));
+          out[i] = ShareMix(dense_mean, static_cast<double>(dense_w[i]), replay[i], static_cast<double>(seed_weight_),
+                            signal);
         }
       }
       s = TensorSums();  // release the accumulator as soon as it is read
@@ -572,10 +596,12 @@ class RobustAggregator final : public RoundAggregator {
                                              : CoordinateDense(dense));
     uint64_t zo_count = 0;
     TensorMap zo;
+    double signal = 1.0;
     if (!seeds.empty()) {
       FEDFM_ASSIGN_OR_RETURN(auto seed_result, RobustSeeds(seeds));
       zo_count = seed_result.second;
       FEDFM_ASSIGN_OR_RETURN(zo, ReplaySeeds(seed_result.first));
+      if (zo_snr_) signal = ReplaySignal(seed_result.first, zo);
     }
     TensorMap delta;
     for (size_t ti = 0; ti < names_.size(); ++ti) {
@@ -586,7 +612,8 @@ class RobustAggregator final : public RoundAggregator {
         const double zw = static_cast<double>(zo_count);
         for (size_t i = 0; i < v.size(); ++i) {
           const double c = part.count[ti][i];
-          v[i] = zo_share_ ? ShareMix(v[i], c, zv[i], zw) : static_cast<float>((c * v[i] + zw * zv[i]) / (c + zw));
+          v[i] = zo_share_ ? ShareMix(v[i], c, zv[i], zw, signal)
+                           : static_cast<float>((c * v[i] + zw * zv[i]) / (c + zw));
         }
       }
       delta.Set(names_[ti], std::move(part.value[ti]));

@@ -18,6 +18,10 @@
 // weight W_zo of the seed-scalar clients. Where dense clients (weight W_d)
 // covered a coordinate too, aggregation.zo_mixing says how the two join:
 // "share" (default): Δ = dense mean + W_zo / (W_d + W_zo) · replayed mean;
+// "snr": as "share", with the replayed term further scaled by its signal
+// share K / (K + d) (K pool slots used, d elements replayed: K random
+// directions estimate a d-dimensional step with about d / K times more
+// noise than signal), where dense clients covered the coordinate;
 // "mean": one weighted mean, (W_d · dense mean + W_zo · replayed mean) /
 // (W_d + W_zo). A zeroth-order client moves the adapter far less per round
 // than a LoRA client, so under "mean" its weight shrinks the dense step (the

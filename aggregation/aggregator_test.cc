@@ -445,6 +445,37 @@ TEST(AggregatorTest, ShareMixingKeepsTheDenseMeanAndAddsTheReplayAtItsShare) {
   }
 }
 
+TEST(AggregatorTest, SnrMixingWeighsTheReplayBySignalShareWhereDenseClientsCovered) {
+  // As above, with a third pool slot nobody used: K = 2 slots carry the
+  // replay into d = 12 elements of lora_A, so where the LoRA client
+  // covered (rows 0-1) the replay joins at 4/6 of the weight times
+  // K / (K + d) = 2/14; rows 2-3 are the replay's alone and take it whole.
+  std::mt19937 rng(8);
+  TensorMap global = Global();
+  const Update lora = LoraClient("lora", 2, 2, rng);
+  const Update z1{.client_id = "z1", .num_examples = 1, .kind = UpdateKind::kSeedScalars,
+                  .seed_scalars = {0.5f, -1, 0}};
+  const Update z2{.client_id = "z2", .num_examples = 3, .kind = UpdateKind::kSeedScalars,
+                  .seed_scalars = {1.5f, 1, 0}};
+  const std::vector<uint64_t> pool = {11, 22, 33};
+  const std::vector<float> mean = {1.25f, 0.5f, 0.0f};
+  FakeReplay replay("lora_A", {4, 3});
+  AggregationOptions o;
+  o.zo_mixing = "snr";
+  auto agg = MakeAggregator(o, global, RoundContext{.seed_pool = pool, .seed_replay = &replay});
+  ASSERT_TRUE(agg.ok()) << agg.status();
+  for (const Update* u : {&lora, &z1, &z2}) ASSERT_TRUE((*agg)->Accept(*u).ok()) << u->client_id;
+  auto next = (*agg)->Finish();
+  ASSERT_TRUE(next.ok()) << next.status();
+  ASSERT_EQ(replay.last_weights, mean);
+  const std::vector<double> moved = Moved(global, *next, "lora_A");
+  for (int i = 0; i < 12; ++i) {
+    const double zo = mean[0] * FakeReplay::Direction(pool[0], i) + mean[1] * FakeReplay::Direction(pool[1], i);
+    const double expected = i < 6 ? lora.delta.at("lora_A").floats()[i] + zo * (4.0 / 6.0) * (2.0 / 14.0) : zo;
+    EXPECT_NEAR(moved[i], expected, 1e-5) << i;
+  }
+}
+
 class BadReplay : public SeedReplay {
  public:
   absl::Status Apply(const std::vector<uint64_t>&, const std::vector<float>&, TensorMap& delta) override {

@@ -283,11 +283,13 @@ TEST(RobustAggregationTest, ZoMixingJoinsTheReplayToTheRobustDenseValue) {
     return std::vector<float>(next->at("b").floats().begin(), next->at("b").floats().end());
   };
   const std::vector<float> zo = {0.5f, 1, -1};
-  const std::vector<float> share = run("share"), mean = run("mean");
+  const std::vector<float> share = run("share"), mean = run("mean"), snr = run("snr");
   for (int i = 0; i < 3; ++i) {
     // Robust rules count clients: 3 dense, 2 seed-scalar; b starts at 1.
     EXPECT_NEAR(share[i], 1 + kHonestB[i] + zo[i] * 2 / 5, 1e-6) << i;
     EXPECT_NEAR(mean[i], 1 + (3 * kHonestB[i] + 2 * zo[i]) / 5, 1e-6) << i;
+    // "snr": 3 pool slots used, the replay wrote the 3 elements of b.
+    EXPECT_NEAR(snr[i], 1 + kHonestB[i] + zo[i] * 2 / 5 * 3 / 6, 1e-6) << i;
   }
 }
 

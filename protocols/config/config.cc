@@ -111,7 +111,7 @@ void VisitSchema(RunConfig& c, V& v) {
     v.Field("beta1", c.aggregation.beta1, 0.0, 1.0);
     v.Field("beta2", c.aggregation.beta2, 0.0, 1.0);
     v.Field("tau", c.aggregation.tau, 1e-12, 1e6);
-    v.Field("zo_mixing", c.aggregation.zo_mixing, {"share", "mean"});
+    v.Field("zo_mixing", c.aggregation.zo_mixing, {"share", "snr", "mean"});
     v.Field("robust", c.aggregation.robust, {"none", "median", "trimmed_mean", "krum", "multi_krum"});
     v.Field("trim_fraction", c.aggregation.trim_fraction, 0.0, 0.49);
     v.Field("byzantine", c.aggregation.byzantine, 0, 100000);

@@ -110,7 +110,10 @@ struct AggregationOptions {
   // How zeroth-order (seed-scalar) updates join dense ones on the coordinates
   // both cover (aggregation/aggregator.h): "share" = the dense clients' mean
   // plus the zeroth-order mean scaled by the zeroth-order clients' share of
-  // the weight (they do not shrink the dense step); "mean" = one
+  // the weight (they do not shrink the dense step); "snr" = "share" with
+  // that zeroth-order term further scaled by its signal share K / (K + d)
+  // (K pool slots used, d elements replayed), as K random directions carry
+  // about d / K times more noise than signal; "mean" = one
   // num_examples-weighted mean over all of them.
   std::string zo_mixing = "share";
   // "none" | "median" | "trimmed_mean" | "krum" | "multi_krum" (plaintext rounds only)
