@@ -29,6 +29,7 @@ using protocols::Update;
 using protocols::UpdateKind;
 
 enum class Robust { kNone, kMedian, kTrimmedMean, kKrum, kMultiKrum };
+enum class ZoMixing { kShare, kSnr, kMean };  // aggregation.zo_mixing
 
 // Coverage of one tensor reduced to what weights depend on: (-1, 0) = whole
 // tensor, else (rank_dim, rank) with rank < the dim's size.
@@ -138,8 +139,9 @@ class RoundAggregator : public Aggregator {
         owned_optimizer_(std::move(owned_optimizer)),
         optimizer_(context.optimizer != nullptr ? context.optimizer : owned_optimizer_.get()),
         dp_(dp),
-        zo_share_(options.zo_mixing != "mean"),
-        zo_snr_(options.zo_mixing == "snr") {
+        zo_mixing_(options.zo_mixing == "mean"  ? ZoMixing::kMean
+                   : options.zo_mixing == "snr" ? ZoMixing::kSnr
+                                                : ZoMixing::kShare) {
     int64_t offset = 0;
     for (const auto& [name, t] : global_) {
       index_[name] = names_.size();
@@ -234,8 +236,18 @@ class RoundAggregator : public Aggregator {
     return norm > dp_.clip ? dp_.clip / norm : 1.0;
   }
 
-  // The dense delta of the mean seed scalars, validated against the global state.
-  absl::StatusOr<TensorMap> ReplaySeeds(const std::vector<float>& mean_scalars) {
+  // The seed-scalar clients' term of a round: the dense delta of their mean
+  // scalars, and the factor on it where dense clients covered a coordinate.
+  struct Replay {
+    TensorMap delta;
+    double signal = 1.0;  // ReplaySignal under "snr", else 1 (see ShareMix)
+  };
+
+  // "share" and "snr" keep the replay apart from the dense mean (ShareMix).
+  bool ReplayApart() const { return zo_mixing_ != ZoMixing::kMean; }
+
+  // The replay of the mean seed scalars, validated against the global state.
+  absl::StatusOr<Replay> ReplaySeeds(const std::vector<float>& mean_scalars) {
     TensorMap zo;
     absl::Status s = context_.seed_replay->Apply(context_.seed_pool, mean_scalars, zo);
     if (!s.ok()) {
@@ -259,7 +271,8 @@ class RoundAggregator : public Aggregator {
         }
       }
     }
-    return zo;
+    const double signal = zo_mixing_ == ZoMixing::kSnr ? ReplaySignal(mean_scalars, zo) : 1.0;
+    return Replay{std::move(zo), signal};
   }
 
   AggregationOptions options_;
@@ -268,8 +281,7 @@ class RoundAggregator : public Aggregator {
   std::unique_ptr<ServerOptimizer> owned_optimizer_;
   ServerOptimizer* optimizer_;
   DpSettings dp_;
-  bool zo_share_;                    // aggregation.zo_mixing "share" or "snr" (see ShareMix)
-  bool zo_snr_;                      // aggregation.zo_mixing == "snr" (see ReplaySignal)
+  ZoMixing zo_mixing_;               // aggregation.zo_mixing
   std::vector<std::string> names_;   // global tensor order
   std::vector<int64_t> offsets_;     // flat offset of each tensor (DP noise index)
   std::unordered_map<std::string, size_t> index_;
@@ -486,8 +498,7 @@ class MeanAggregator final : public RoundAggregator {
   absl::StatusOr<TensorMap> PseudoGradient() override {
     const double noise_stddev = dp_.central ? dp_.sigma * dp_.clip : 0.0;
     GaussianStream noise(context_.noise_seed);
-    TensorMap zo;
-    double signal = 1.0;
+    Replay replay;
     if (seed_weight_ > 0) {
       std::vector<float> mean(K());
       for (size_t k = 0; k < K(); ++k) {
@@ -495,20 +506,19 @@ class MeanAggregator final : public RoundAggregator {
         if (noise_stddev > 0) s += noise_stddev * noise.At(static_cast<uint64_t>(total_elements_) + k);
         mean[k] = static_cast<float>(s / static_cast<double>(seed_weight_));
       }
-      FEDFM_ASSIGN_OR_RETURN(zo, ReplaySeeds(mean));
-      if (zo_snr_) signal = ReplaySignal(mean, zo);
+      FEDFM_ASSIGN_OR_RETURN(replay, ReplaySeeds(mean));
       // "mean": linear replay, Σ_i n_i replay(s_i) = W · replay(mean s), is
       // one more exact contribution of weight W to the tensor's sum.
-      // "share": the replay stays apart and is added below.
-      if (!zo_share_) {
-        for (const auto& [name, t] : zo) Sums(index_.at(name)).sum.AddRange(0, t.floats(), seed_weight_);
+      // "share" / "snr": the replay stays apart and is added below.
+      if (!ReplayApart()) {
+        for (const auto& [name, t] : replay.delta) Sums(index_.at(name)).sum.AddRange(0, t.floats(), seed_weight_);
       }
     }
     TensorMap delta;
     for (size_t ti = 0; ti < names_.size(); ++ti) {
       const Tensor& g = global_.at(names_[ti]);
       // The replay covers the tensors it wrote, whole, with weight W.
-      const Tensor* z = zo.Find(names_[ti]);
+      const Tensor* z = replay.delta.Find(names_[ti]);
       TensorSums& s = sums_[ti];
       if (s.stripes == nullptr) {  // no dense client covered it (and, under "mean", no replay)
         delta.Set(names_[ti], z != nullptr ? *z : Tensor::Zeros(DType::kF32, g.shape()));
@@ -518,7 +528,7 @@ class MeanAggregator final : public RoundAggregator {
       std::span<float> out = d.mutable_floats();
       const std::vector<uint64_t> dense_w = ElementWeights(g.shape(), g.numel(), s.profile);
       const uint64_t extra = z != nullptr ? seed_weight_ : 0;
-      const std::span<const float> replay = zo_share_ && z != nullptr ? z->floats() : std::span<const float>();
+      const std::span<const float> zv = ReplayApart() && z != nullptr ? z->floats() : std::span<const float>();
       for (int64_t i = 0; i < g.numel(); ++i) {
         const uint64_t w = dense_w[i] + extra;
         if (w == 0) continue;
@@ -526,12 +536,12 @@ class MeanAggregator final : public RoundAggregator {
         if (noise_stddev > 0 && dense_w[i] > 0) {
           sum += noise_stddev * noise.At(static_cast<uint64_t>(offsets_[ti] + i));
         }
-        if (replay.empty()) {
+        if (zv.empty()) {
           out[i] = static_cast<float>(sum / static_cast<double>(w));
         } else {
           const double dense_mean = dense_w[i] > 0 ? sum / static_cast<double>(dense_w[i]) : 0.0;
-          out[i] = ShareMix(dense_mean, static_cast<double>(dense_w[i]), replay[i], static_cast<double>(seed_weight_),
-                            signal);
+          out[i] = ShareMix(dense_mean, static_cast<double>(dense_w[i]), zv[i], static_cast<double>(seed_weight_),
+                            replay.signal);
         }
       }
       s = TensorSums();  // release the accumulator as soon as it is read
@@ -595,25 +605,23 @@ class RobustAggregator final : public RoundAggregator {
                                              ? KrumDense(dense)
                                              : CoordinateDense(dense));
     uint64_t zo_count = 0;
-    TensorMap zo;
-    double signal = 1.0;
+    Replay replay;
     if (!seeds.empty()) {
       FEDFM_ASSIGN_OR_RETURN(auto seed_result, RobustSeeds(seeds));
       zo_count = seed_result.second;
-      FEDFM_ASSIGN_OR_RETURN(zo, ReplaySeeds(seed_result.first));
-      if (zo_snr_) signal = ReplaySignal(seed_result.first, zo);
+      FEDFM_ASSIGN_OR_RETURN(replay, ReplaySeeds(seed_result.first));
     }
     TensorMap delta;
     for (size_t ti = 0; ti < names_.size(); ++ti) {
-      const Tensor* z = zo.Find(names_[ti]);
+      const Tensor* z = replay.delta.Find(names_[ti]);
       std::span<float> v = part.value[ti].mutable_floats();
       if (z != nullptr) {
         std::span<const float> zv = z->floats();
         const double zw = static_cast<double>(zo_count);
         for (size_t i = 0; i < v.size(); ++i) {
           const double c = part.count[ti][i];
-          v[i] = zo_share_ ? ShareMix(v[i], c, zv[i], zw, signal)
-                           : static_cast<float>((c * v[i] + zw * zv[i]) / (c + zw));
+          v[i] = ReplayApart() ? ShareMix(v[i], c, zv[i], zw, replay.signal)
+                               : static_cast<float>((c * v[i] + zw * zv[i]) / (c + zw));
         }
       }
       delta.Set(names_[ti], std::move(part.value[ti]));

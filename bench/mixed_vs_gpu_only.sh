@@ -37,13 +37,17 @@ for seed in $SEEDS; do
   done
 done
 
-python3 - "$OUT" "$ROUNDS" "$LAST" $SEEDS <<'EOF'
+python3 - "$OUT" "$MIXED_CONFIG" "$ROUNDS" "$LAST" $SEEDS <<'EOF'
 import json, math, os, sys
 
-out, rounds, last, seeds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), [int(s) for s in sys.argv[4:]]
+out, mixed_config = sys.argv[1], sys.argv[2]
+rounds, last, seeds = int(sys.argv[3]), int(sys.argv[4]), [int(s) for s in sys.argv[5:]]
+
+def run_dir(name, seed):
+    return os.path.join(out, f"{name}_r{rounds}_s{seed}")
 
 def eval_losses(name, seed):
-    path = os.path.join(out, f"{name}_r{rounds}_s{seed}", "results.jsonl")
+    path = os.path.join(run_dir(name, seed), "results.jsonl")
     losses = []
     for line in open(path):
         r = json.loads(line)
@@ -56,13 +60,13 @@ def eval_losses(name, seed):
 def paired(diffs):
     n = len(diffs)
     mean = sum(diffs) / n
-    se = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1) / n) if n > 1 else float("nan")
+    se = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1) / n) if n > 1 else None  # None: one seed
     return {"mixed_lower_at": sum(d < 0 for d in diffs), "seeds": n,
-            "mean_difference": round(mean, 5), "standard_error": round(se, 5),
-            "t": round(mean / se, 2) if se > 0 else None}
+            "mean_difference": round(mean, 5), "standard_error": None if se is None else round(se, 5),
+            "t": round(mean / se, 2) if se else None}
 
 def virtual_s(name, seed):
-    return json.load(open(os.path.join(out, f"{name}_r{rounds}_s{seed}", "summary.json")))["virtual_time_s"]
+    return json.load(open(os.path.join(run_dir(name, seed), "summary.json")))["virtual_time_s"]
 
 per_seed, final_d, last_d = [], [], []
 for seed in seeds:
@@ -77,6 +81,6 @@ for seed in seeds:
     last_d.append(ml - gl)
 
 # Differences are mixed minus GPU-only: negative means the mixed fleet is lower.
-print(json.dumps({"mixed_config": os.environ.get("MIXED_CONFIG", "examples/default_sim.toml"), "rounds": rounds, "final_eval_loss": paired(final_d),
+print(json.dumps({"mixed_config": mixed_config, "rounds": rounds, "final_eval_loss": paired(final_d),
                   f"mean_eval_loss_last{last}_rounds": paired(last_d), "per_seed": per_seed}, indent=1))
 EOF
