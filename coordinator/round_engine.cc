@@ -315,6 +315,11 @@ class RoundEngine::Impl {
     bool aborted = false;
     std::string abort_reason;
     std::optional<secagg::AggregateResult> result;
+    // Each group is a SecAgg+ instance of its own, so its phases close on
+    // its own members: a member of one group that drops out does not hold
+    // up the other group. kDone once unmasked or abandoned.
+    Phase phase = Phase::kAdvertiseKeys;
+    int64_t deadline_ms = 0;
   };
 
   struct Round {
@@ -322,6 +327,9 @@ class RoundEngine::Impl {
     int64_t attempt = 1;
     bool eval = false;
     bool secagg = false;
+    // Plaintext and evaluation rounds: the phase and its deadline. SecAgg+
+    // rounds: the earliest phase of the groups not done, and the earliest
+    // of their deadlines (SyncSecAggPhase).
     Phase phase = Phase::kIdle;
     int64_t started_ms = 0;
     int64_t collect_deadline_ms = 0;
@@ -394,9 +402,17 @@ class RoundEngine::Impl {
   absl::StatusOr<std::vector<Pick>> Select(int64_t number, int64_t attempt, const protocols::RunConfig& rc,
                                            std::vector<std::string> available, std::string* why);
   absl::Status SetUpSecAgg(Round& round);
+  // The phase the participant is in: its SecAgg group's, else the round's.
+  Phase PhaseOf(const Participant& p) const;
+  int64_t DeadlineOf(const Participant& p) const;
+  // Plaintext and evaluation rounds.
   bool AllAnswered() const;
   absl::Status ClosePhase(int64_t now);
-  void DropUnanswered(const char* what);
+  // SecAgg+ rounds, one group at a time.
+  bool GroupAnswered(const Group& g) const;
+  void CloseGroupPhase(Group& g, int64_t now);
+  void SyncSecAggPhase();
+  void DropUnanswered(const std::vector<size_t>& members, const char* what);
   absl::Status FinishRound(int64_t now);
   absl::Status FailRoundLocked(int64_t now, const std::string& reason);
   std::vector<ParticipantRecord> ParticipantRecords() const;
@@ -429,6 +445,7 @@ class RoundEngine::Impl {
   std::set<std::string> known_versions_;  // model versions of this run's committed rounds
   int64_t last_committed_ = -1;
   bool finished_ = false;
+  int64_t phase_changes_ = 0;
   std::string finish_reason_;
   std::string last_failure_;
   int64_t enough_since_ms_ = -1;
@@ -768,15 +785,20 @@ absl::StatusOr<RoundEngine::Impl::Participant*> RoundEngine::Impl::Locate(const 
     return absl::FailedPreconditionError(
         absl::StrCat("wrong phase: round ", round_->number, " does not use secure aggregation"));
   }
-  if (round_->phase != phase) {
-    const bool late = round_->phase != Phase::kEvaluate && phase != Phase::kEvaluate &&
-                      PhaseOrder(round_->phase) > PhaseOrder(phase);
+  if (p->group >= 0 && round_->groups[p->group].aborted) {
+    return absl::AbortedError(absl::StrCat("late: client \"", p->id, "\" is out of round ", round_->number, " (",
+                                           p->reason, ")"));
+  }
+  const Phase current = PhaseOf(*p);
+  if (current != phase) {
+    const bool late = current != Phase::kEvaluate && phase != Phase::kEvaluate &&
+                      PhaseOrder(current) > PhaseOrder(phase);
     if (late) {
       return absl::AbortedError(absl::StrCat("late: phase ", protocols::PhaseName(phase), " of round ",
                                              round_->number, " has closed"));
     }
     return absl::FailedPreconditionError(absl::StrCat("wrong phase: round ", round_->number, " is in phase ",
-                                                      protocols::PhaseName(round_->phase), ", not ",
+                                                      protocols::PhaseName(current), ", not ",
                                                       protocols::PhaseName(phase)));
   }
   if (p->done || p->answered || p->submitting) {
@@ -787,7 +809,7 @@ absl::StatusOr<RoundEngine::Impl::Participant*> RoundEngine::Impl::Locate(const 
     return absl::AbortedError(absl::StrCat("late: client \"", p->id, "\" is out of round ", round_->number, " (",
                                            p->reason, ")"));
   }
-  if (now >= round_->phase_deadline_ms) {
+  if (now >= DeadlineOf(*p)) {
     return absl::AbortedError(absl::StrCat("late: the deadline of phase ", protocols::PhaseName(phase),
                                            " of round ", round_->number, " has passed"));
   }
@@ -1024,9 +1046,9 @@ absl::Status RoundEngine::Impl::MaybeStartRound(int64_t now, bool* started) {
   if (round_->secagg) {
     absl::Status s = SetUpSecAgg(*round_);
     if (!s.ok()) return FailRoundLocked(now, absl::StrCat("secagg setup: ", s.message()));
-    round_->phase = Phase::kAdvertiseKeys;
     const int64_t phase_ms = options_.secagg_phase_ms > 0 ? options_.secagg_phase_ms : deadline_ms;
-    round_->phase_deadline_ms = std::min(now + phase_ms, round_->collect_deadline_ms);
+    for (Group& g : round_->groups) g.deadline_ms = std::min(now + phase_ms, round_->collect_deadline_ms);
+    SyncSecAggPhase();
   } else {
     round_->phase = round_->eval ? Phase::kEvaluate : Phase::kCollect;
     round_->phase_deadline_ms = round_->collect_deadline_ms;
@@ -1109,24 +1131,46 @@ absl::Status RoundEngine::Impl::SetUpSecAgg(Round& round) {
   return absl::OkStatus();
 }
 
+Phase RoundEngine::Impl::PhaseOf(const Participant& p) const {
+  return p.group >= 0 ? round_->groups[p.group].phase : round_->phase;
+}
+
+int64_t RoundEngine::Impl::DeadlineOf(const Participant& p) const {
+  return p.group >= 0 ? round_->groups[p.group].deadline_ms : round_->phase_deadline_ms;
+}
+
 bool RoundEngine::Impl::AllAnswered() const {
-  const Round& r = *round_;
-  for (const Participant& p : r.participants) {
+  for (const Participant& p : round_->participants) {
+    if (p.active && !p.done) return false;
+  }
+  return true;
+}
+
+bool RoundEngine::Impl::GroupAnswered(const Group& g) const {
+  for (size_t i : g.members) {
+    const Participant& p = round_->participants[i];
     if (!p.active || p.done) continue;
-    if (r.phase == Phase::kCollect && !r.secagg) return false;
-    if (r.phase == Phase::kEvaluate) return false;
-    if (p.group >= 0 && r.groups[p.group].aborted) continue;
-    if (r.phase == Phase::kUnmask && !p.masked) continue;
+    if (g.phase == Phase::kUnmask && !p.masked) continue;
     if (!p.answered) return false;
   }
   return true;
 }
 
-void RoundEngine::Impl::DropUnanswered(const char* what) {
-  for (Participant& p : round_->participants) {
+void RoundEngine::Impl::SyncSecAggPhase() {
+  Round& r = *round_;
+  r.phase = Phase::kDone;
+  r.phase_deadline_ms = 0;
+  for (const Group& g : r.groups) {
+    if (g.phase == Phase::kDone) continue;
+    if (PhaseOrder(g.phase) < PhaseOrder(r.phase)) r.phase = g.phase;
+    if (r.phase_deadline_ms == 0 || g.deadline_ms < r.phase_deadline_ms) r.phase_deadline_ms = g.deadline_ms;
+  }
+}
+
+void RoundEngine::Impl::DropUnanswered(const std::vector<size_t>& members, const char* what) {
+  for (size_t i : members) {
+    Participant& p = round_->participants[i];
     if (!p.active || p.done || p.answered) continue;
-    if (p.group >= 0 && round_->groups[p.group].aborted) continue;
-    if (round_->phase == Phase::kUnmask && !p.masked) continue;
     p.active = false;
     p.status = ParticipantStatus::kDropped;
     p.reason = absl::StrCat("dropped out: no ", what, " before the deadline of round ", round_->number);
@@ -1134,10 +1178,29 @@ void RoundEngine::Impl::DropUnanswered(const char* what) {
 }
 
 absl::Status RoundEngine::Impl::ClosePhase(int64_t now) {
+  ++phase_changes_;
+  std::vector<size_t> everyone(round_->participants.size());
+  for (size_t i = 0; i < everyone.size(); ++i) everyone[i] = i;
+  switch (round_->phase) {
+    case Phase::kCollect:
+      DropUnanswered(everyone, "update");
+      return FinishRound(now);
+    case Phase::kEvaluate:
+      DropUnanswered(everyone, "report");
+      return FinishRound(now);
+    default:
+      FEDFM_CHECK_MSG(false, "ClosePhase in a phase that has no deadline");
+  }
+  return absl::OkStatus();
+}
+
+void RoundEngine::Impl::CloseGroupPhase(Group& g, int64_t now) {
   Round& r = *round_;
-  auto abort_group = [&](Group& g, const std::string& reason) {
+  ++phase_changes_;
+  auto abort_group = [&](const std::string& reason) {
     g.aborted = true;
     g.abort_reason = reason;
+    g.phase = Phase::kDone;
     for (size_t i : g.members) {
       Participant& p = r.participants[i];
       if (p.status == ParticipantStatus::kSelected || p.active) {
@@ -1148,108 +1211,69 @@ absl::Status RoundEngine::Impl::ClosePhase(int64_t now) {
     }
   };
   auto next_phase = [&](Phase phase, int64_t deadline) {
-    r.phase = phase;
-    r.phase_deadline_ms = deadline;
-    for (Participant& p : r.participants) p.answered = false;
+    g.phase = phase;
+    g.deadline_ms = deadline;
+    for (size_t i : g.members) r.participants[i].answered = false;
+  };
+  // Members the group's server left out of its next step.
+  auto exclude_unrouted = [&](auto Participant::*routed, const char* reason) {
+    for (size_t i : g.members) {
+      Participant& p = r.participants[i];
+      if (p.active && !(p.*routed).has_value()) {
+        p.active = false;
+        p.status = ParticipantStatus::kDropped;
+        p.reason = reason;
+      }
+    }
   };
   const int64_t phase_ms = options_.secagg_phase_ms > 0
                                ? options_.secagg_phase_ms
                                : static_cast<int64_t>(std::llround(config_.rounds.deadline_s * 1000.0));
-  switch (r.phase) {
+  switch (g.phase) {
     case Phase::kAdvertiseKeys: {
-      DropUnanswered("keys");
-      for (Group& g : r.groups) {
-        if (g.aborted) continue;
-        absl::StatusOr<std::vector<secagg::NeighborKeys>> keys = g.server->CloseAdvertise();
-        if (!keys.ok()) {
-          abort_group(g, std::string(keys.status().message()));
-          continue;
-        }
-        for (secagg::NeighborKeys& k : *keys) r.participants[g.members[k.index]].neighbor_keys = std::move(k);
-        for (size_t i : g.members) {
-          Participant& p = r.participants[i];
-          if (p.active && !p.neighbor_keys.has_value()) {
-            p.active = false;
-            p.status = ParticipantStatus::kDropped;
-            p.reason = "excluded by SecAgg: too few of its neighbours advertised keys";
-          }
-        }
-      }
-      next_phase(Phase::kShareKeys, std::min(now + phase_ms, r.collect_deadline_ms));
-      return absl::OkStatus();
+      DropUnanswered(g.members, "keys");
+      absl::StatusOr<std::vector<secagg::NeighborKeys>> keys = g.server->CloseAdvertise();
+      if (!keys.ok()) return abort_group(std::string(keys.status().message()));
+      for (secagg::NeighborKeys& k : *keys) r.participants[g.members[k.index]].neighbor_keys = std::move(k);
+      exclude_unrouted(&Participant::neighbor_keys, "excluded by SecAgg: too few of its neighbours advertised keys");
+      return next_phase(Phase::kShareKeys, std::min(now + phase_ms, r.collect_deadline_ms));
     }
     case Phase::kShareKeys: {
-      DropUnanswered("key shares");
-      for (Group& g : r.groups) {
-        if (g.aborted) continue;
-        absl::StatusOr<std::vector<secagg::RoutedShares>> shares = g.server->CloseShareKeys();
-        if (!shares.ok()) {
-          abort_group(g, std::string(shares.status().message()));
-          continue;
-        }
-        for (secagg::RoutedShares& s : *shares) r.participants[g.members[s.index]].routed_shares = std::move(s);
-        for (size_t i : g.members) {
-          Participant& p = r.participants[i];
-          if (p.active && !p.routed_shares.has_value()) {
-            p.active = false;
-            p.status = ParticipantStatus::kDropped;
-            p.reason = "excluded by SecAgg: too few of its neighbours shared keys";
-          }
-        }
-      }
-      next_phase(Phase::kCollect, std::max(now, r.collect_deadline_ms));
-      return absl::OkStatus();
+      DropUnanswered(g.members, "key shares");
+      absl::StatusOr<std::vector<secagg::RoutedShares>> shares = g.server->CloseShareKeys();
+      if (!shares.ok()) return abort_group(std::string(shares.status().message()));
+      for (secagg::RoutedShares& s : *shares) r.participants[g.members[s.index]].routed_shares = std::move(s);
+      exclude_unrouted(&Participant::routed_shares, "excluded by SecAgg: too few of its neighbours shared keys");
+      return next_phase(Phase::kCollect, std::max(now, r.collect_deadline_ms));
     }
     case Phase::kCollect: {
-      if (!r.secagg) {
-        DropUnanswered("update");
-        return FinishRound(now);
+      DropUnanswered(g.members, "masked input");
+      const auto masked = std::count_if(g.members.begin(), g.members.end(),
+                                        [&](size_t i) { return r.participants[i].masked; });
+      if (masked < 2) {
+        // The sum of one input is that input: do not unmask it.
+        return abort_group(absl::StrCat(masked, " masked input(s) arrived; a sum of fewer than 2 would reveal an "
+                                                "update"));
       }
-      DropUnanswered("masked input");
-      for (Group& g : r.groups) {
-        if (g.aborted) continue;
-        const auto masked = std::count_if(g.members.begin(), g.members.end(),
-                                          [&](size_t i) { return r.participants[i].masked; });
-        if (masked < 2) {
-          // The sum of one input is that input: do not unmask it.
-          abort_group(g, absl::StrCat(masked, " masked input(s) arrived; a sum of fewer than 2 would reveal an "
-                                              "update"));
-          continue;
-        }
-        absl::StatusOr<std::vector<secagg::UnmaskRequest>> requests = g.server->CloseMaskedInput();
-        if (!requests.ok()) {
-          abort_group(g, std::string(requests.status().message()));
-          continue;
-        }
-        for (secagg::UnmaskRequest& q : *requests) r.participants[g.members[q.index]].unmask_request = std::move(q);
-      }
-      next_phase(Phase::kUnmask, now + phase_ms);
-      return absl::OkStatus();
+      absl::StatusOr<std::vector<secagg::UnmaskRequest>> requests = g.server->CloseMaskedInput();
+      if (!requests.ok()) return abort_group(std::string(requests.status().message()));
+      for (secagg::UnmaskRequest& q : *requests) r.participants[g.members[q.index]].unmask_request = std::move(q);
+      return next_phase(Phase::kUnmask, now + phase_ms);
     }
     case Phase::kUnmask: {
-      for (Participant& p : r.participants) {
-        if (p.active && p.masked && !p.answered && !(p.group >= 0 && r.groups[p.group].aborted)) {
-          p.active = false;  // its input still counts; it just did not help unmask
-        }
+      for (size_t i : g.members) {
+        Participant& p = r.participants[i];
+        if (p.active && p.masked && !p.answered) p.active = false;  // its input still counts; it just did not help unmask
       }
-      for (Group& g : r.groups) {
-        if (g.aborted) continue;
-        absl::StatusOr<secagg::AggregateResult> result = g.server->Finish();
-        if (!result.ok()) {
-          abort_group(g, std::string(result.status().message()));
-          continue;
-        }
-        g.result = *std::move(result);
-      }
-      return FinishRound(now);
+      absl::StatusOr<secagg::AggregateResult> result = g.server->Finish();
+      if (!result.ok()) return abort_group(std::string(result.status().message()));
+      g.result = *std::move(result);
+      g.phase = Phase::kDone;
+      return;
     }
-    case Phase::kEvaluate:
-      DropUnanswered("report");
-      return FinishRound(now);
     default:
-      FEDFM_CHECK_MSG(false, "ClosePhase in a phase that has no deadline");
+      FEDFM_CHECK_MSG(false, "CloseGroupPhase in a phase that has no deadline");
   }
-  return absl::OkStatus();
 }
 
 absl::Status RoundEngine::Impl::FinishRound(int64_t now) {
@@ -1465,6 +1489,21 @@ absl::Status RoundEngine::Impl::AdvanceLocked(int64_t now) {
       if (!started) return absl::OkStatus();
       continue;
     }
+    if (round_->secagg) {
+      bool closed = false;
+      for (Group& g : round_->groups) {
+        if (g.phase == Phase::kDone || (now < g.deadline_ms && !GroupAnswered(g))) continue;
+        CloseGroupPhase(g, now);
+        closed = true;
+      }
+      SyncSecAggPhase();
+      if (round_->phase == Phase::kDone) {
+        FEDFM_RETURN_IF_ERROR(FinishRound(now));
+        continue;
+      }
+      if (!closed) return absl::OkStatus();
+      continue;
+    }
     if (!AllAnswered() && now < round_->phase_deadline_ms) return absl::OkStatus();
     // An update accepted before the deadline is still being added: the
     // submitter advances the round when it is back.
@@ -1544,7 +1583,8 @@ absl::StatusOr<protocols::PollResponse> RoundEngine::Impl::Poll(const protocols:
   // A SecAgg client that has sent its unmask answer has done its part, though
   // the phase may stay open for others: answering kTrain would restart its
   // round, and each restart would be refused as late until the round ends.
-  const bool unmasked = round_->phase == Phase::kUnmask && p.answered;
+  const Phase phase = PhaseOf(p);
+  const bool unmasked = (phase == Phase::kUnmask && p.answered) || phase == Phase::kDone;
   if (!p.active || p.done || unmasked) {
     response.reason = p.done || unmasked ? absl::StrCat("round ", round_->number, ": done")
                                          : absl::StrCat("round ", round_->number, ": ", p.reason);
@@ -1555,7 +1595,7 @@ absl::StatusOr<protocols::PollResponse> RoundEngine::Impl::Poll(const protocols:
     p.bytes_down += static_cast<int64_t>(current_.safetensors->size());
   }
   response.kind = PollKind::kTrain;
-  response.binding = {run_id_, round_->number, p.id, round_->phase, 0};
+  response.binding = {run_id_, round_->number, p.id, phase, 0};
   response.task = p.task;
   response.deadline_ms = round_->collect_deadline_ms;
   return response;
@@ -1670,7 +1710,7 @@ absl::StatusOr<Routed<T>> RoundEngine::Impl::FetchRouted(const Binding& binding,
   std::lock_guard<std::mutex> lock(mu_);
   FEDFM_ASSIGN_OR_RETURN(Participant * p, LocateForFetch(binding));
   if (p->group < 0) return absl::FailedPreconditionError("this round does not use secure aggregation");
-  if (PhaseOrder(round_->phase) <= PhaseOrder(phase)) return Routed<T>{std::nullopt, options_.poll_interval_ms};
+  if (PhaseOrder(PhaseOf(*p)) <= PhaseOrder(phase)) return Routed<T>{std::nullopt, options_.poll_interval_ms};
   const std::optional<T>& m = p->*message;
   if (!m.has_value()) {
     return absl::AbortedError(absl::StrCat("client \"", p->id, "\" is out of the SecAgg round: ",
@@ -1789,6 +1829,7 @@ RoundEngineStatus RoundEngine::Impl::Status() {
   s.run_id = run_id_;
   s.finished = finished_;
   s.finish_reason = finish_reason_;
+  s.phase_changes = phase_changes_;
   s.total_rounds = total_rounds_;
   s.model_version = current_.version;
   s.clients_available = AvailableCountLocked(now);

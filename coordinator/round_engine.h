@@ -27,11 +27,15 @@
 //              available, leaves its lone member out of the round; and a
 //              group whose masked inputs arrive from fewer than 2 clients is
 //              abandoned before anything is unmasked (its clients count as
-//              dropped). Each SecAgg phase closes as soon as every live
-//              member has answered, or after `secagg_phase_ms`
-//              (advertise, share keys, unmask) / rounds.deadline_s
-//              (collect); clients missing then have dropped out and SecAgg+
-//              recovers as long as enough neighbours remain.
+//              dropped). The groups are independent SecAgg+ instances,
+//              each with its own phases: a group's phase closes as soon as
+//              every live member of the group has answered, or after
+//              `secagg_phase_ms` (advertise, share keys, unmask) /
+//              rounds.deadline_s (collect); members missing then have
+//              dropped out and SecAgg+ recovers as long as enough
+//              neighbours remain. A member of one group that drops out does
+//              not hold up the other group. The round aggregates once every
+//              group is done (unmasked or abandoned).
 //   collect    plaintext: each Update streams into aggregation::
 //              MakeAggregator's Aggregator on arrival (O(model) memory); a
 //              refused update does not stop the round. Closes when every
@@ -213,13 +217,18 @@ struct RoundEngineStatus {
   int64_t round = 0;            // in progress, or the last one when finished
   int64_t attempt = 0;
   bool evaluation_round = false;
-  protocols::Phase phase = protocols::Phase::kIdle;  // kDone when the run is over
+  // kDone when the run is over. A SecAgg+ round: the earliest phase of its
+  // groups (and phase_deadline_ms the earliest of their deadlines).
+  protocols::Phase phase = protocols::Phase::kIdle;
   bool finished = false;
   std::string finish_reason;    // "completed N rounds", "target eval_loss <= 2.1 reached", ...
   int64_t training_rounds_done = 0;
   int64_t total_rounds = 0;     // training + evaluation rounds planned
   std::string model_version;    // the current global state
   int64_t phase_deadline_ms = 0;  // when Tick() will next act on a deadline; 0: none pending
+  // Phases closed so far (a round's, or one SecAgg group's): a waiting
+  // client may have something new whenever it changes.
+  int64_t phase_changes = 0;
   std::vector<std::string> selected;  // this round's participants, ascending
   int64_t clients_available = 0;
   std::string last_failure;     // why the last failed attempt failed

@@ -288,6 +288,7 @@ std::string SummaryJson(const protocols::RunConfig& config, const SimulationResu
   j["data"] = context.data;
   j["secagg"] = config.secagg.enabled;
   j["deadline_s"] = config.rounds.deadline_s;
+  if (config.secagg.enabled) j["secagg_phase_s"] = result.secagg_phase_s;
   j["clients"] = config.simulation.num_clients;
   j["clients_per_round"] = config.rounds.clients_per_round;
   json fleet = json::array();
@@ -423,7 +424,8 @@ absl::StatusOr<ReportFiles> WriteReport(const std::filesystem::path& dir, const 
       HtmlEscape(config.run.name), "</h1>\n<p>", HtmlEscape(context.model), "<br>", HtmlEscape(context.data),
       "<br>", config.simulation.num_clients, " virtual clients, ", config.rounds.clients_per_round,
       " sampled per round, deadline ", config.rounds.deadline_s, " s of virtual time, SecAgg+ ",
-      config.secagg.enabled ? "on" : "off", ". ", HtmlEscape(result.finish_reason), ".</p>\n");
+      config.secagg.enabled ? absl::StrCat("on (key phases time out after ", result.secagg_phase_s, " s)") : "off",
+      ". ", HtmlEscape(result.finish_reason), ".</p>\n");
   absl::StrAppend(&h, "<h2>Summary</h2>\n<pre>", HtmlEscape(SummaryTable(result)), "</pre>\n");
   absl::StrAppend(&h, "<h2>Fleet</h2>\n<p>Methods as coordinator::ChooseMethod assigns them at nominal speed.</p>",
                   "<table><tr><th class=l>device</th><th class=l>what</th><th>clients</th><th class=l>method</th>"

@@ -111,9 +111,10 @@ class EngineProbe final : public VirtualScheduler::Probe {
   explicit EngineProbe(coordinator::RoundEngine& engine) : engine_(engine) {}
   uint64_t Epoch() override {
     const coordinator::RoundEngineStatus s = engine_.Status();
-    uint64_t h = zeroth_order::DeriveSeed(static_cast<uint64_t>(s.round), static_cast<uint64_t>(s.attempt),
-                                          static_cast<uint32_t>(s.phase), s.finished ? 1u : 0u);
-    return h;
+    return zeroth_order::DeriveSeed(static_cast<uint64_t>(s.round) * 0x9E3779B97F4A7C15ULL ^
+                                        static_cast<uint64_t>(s.phase_changes),
+                                    static_cast<uint64_t>(s.attempt), static_cast<uint32_t>(s.phase),
+                                    s.finished ? 1u : 0u);
   }
   int64_t DeadlineMs() override {
     const coordinator::RoundEngineStatus s = engine_.Status();
@@ -486,6 +487,28 @@ absl::StatusOr<protocols::EvalReport> CentralEvaluate(client::Trainer& evaluator
   return r;
 }
 
+// The deadline of a SecAgg+ key phase (advertise, share keys; also unmask).
+// These phases are network only: a member downloads the global state, then
+// sends and fetches keys of about kKeyBytesPerPeer per peer. Twice the
+// slowest device's time for that, at most a quarter of the round deadline.
+// A group's phase closes early once all its members answered; a member that
+// dropped out holds its group up this long, and its group's clients start
+// training only after it.
+int64_t KeyPhaseMs(const Fleet& fleet, const protocols::RunConfig& config, const WorkloadShape& shape,
+                   int64_t deadline_ms) {
+  constexpr uint64_t kKeyBytesPerPeer = 256;
+  const uint64_t download = coordinator::EstimateDownloadBytes(shape, config);
+  const uint64_t keys = kKeyBytesPerPeer * static_cast<uint64_t>(std::max(1, config.rounds.clients_per_round));
+  double slowest_s = 0;
+  for (size_t d = 0; d < fleet.devices.size(); ++d) {
+    if (fleet.count[d] == 0) continue;
+    const protocols::DeviceProfile& p = fleet.devices[d].profile;
+    slowest_s = std::max(slowest_s, TransferSeconds(download + keys, p.downlink_bytes_per_s) +
+                                        TransferSeconds(keys, p.uplink_bytes_per_s));
+  }
+  return std::clamp<int64_t>(Micros(2 * slowest_s) / 1000 + 1, 1, std::max<int64_t>(1, deadline_ms / 4));
+}
+
 double MetricOr(const std::map<std::string, double>& m, const std::string& name, double fallback) {
   auto it = m.find(name);
   return it == m.end() ? fallback : it->second;
@@ -550,9 +573,8 @@ absl::StatusOr<SimulationResult> RunSimulation(const protocols::RunConfig& confi
   eo.liveness_ms = kLivenessMs;
   eo.selection_wait_ms = 1;
   eo.poll_interval_ms = 1;
-  // SecAgg+ key phases close early once everyone answered; a dropped
-  // client holds them up for a quarter of the deadline.
-  eo.secagg_phase_ms = std::max<int64_t>(1, deadline_ms / 4);
+  eo.secagg_phase_ms = KeyPhaseMs(fleet, config, shape, deadline_ms);
+  result.secagg_phase_s = static_cast<double>(eo.secagg_phase_ms) / 1000.0;
   // Seed scalars are projected gradients, far larger than deltas: the
   // widest range the fixed point allows for a full round (n * clip * 2^q < 2^31).
   eo.seed_scalar_clip =

@@ -172,6 +172,13 @@ TEST(SimulationTest, MixedFleetTrainsAllThreeMethodsInTheSameRounds) {
   EXPECT_GT(uploaded[Method::kZerothOrder], 0);
   EXPECT_LT(r.final_eval_loss, r.initial_eval_loss);
   EXPECT_EQ(r.finish_reason, "completed 3 training rounds");
+  // SecAgg+ key phases time out after twice the slowest device's transfers:
+  // the phone's download of the state (30 Mbit/s) and a few KB of keys.
+  const coordinator::WorkloadShape shape = coordinator::MakeWorkloadShape(config, Stories260K());
+  const double phone_download_s = static_cast<double>(coordinator::EstimateDownloadBytes(shape, config)) / (30e6 / 8);
+  EXPECT_GE(r.secagg_phase_s, 2 * phone_download_s);
+  EXPECT_LT(r.secagg_phase_s, 2 * phone_download_s + 0.015);
+  EXPECT_LT(r.secagg_phase_s, config.rounds.deadline_s / 4);
 }
 
 TEST(SimulationTest, SameSeedGivesIdenticalResults) {

@@ -365,6 +365,41 @@ TEST_F(FederationTest, SecAggRecoversWhenAClientDropsAfterSharingKeys) {
   EXPECT_GT(MaxDiff(TwoBlockLoraState(), StateOf(1)), 1e-2);
 }
 
+// The dense and seed-scalar groups are separate SecAgg+ instances: a
+// zeroth-order client that goes silent holds up its own group's key phases
+// (until secagg_phase_ms), not the dense clients', who train meanwhile.
+TEST_F(FederationTest, ASilentSeedScalarClientDoesNotHoldUpTheDenseGroup) {
+  const std::vector<std::string> ids = {"lora2-a", "lora4-b", "partial-c", "zo-d", "zo-e", "zo-f"};
+  const std::vector<std::string> dense = {"lora2-a", "lora4-b", "partial-c"};
+  protocols::RunConfig c = Config(6, true);
+  c.run.rounds = 1;
+  Build(c);
+  AddDevices(ids);
+  device("zo-f").stop_after = [](const client::StepResult& r) { return r.event == client::StepEvent::kTaskReceived; };
+  const int64_t t0 = clock_.NowMs();
+  RunUntil([&] {
+    for (const std::string& id : dense) {
+      if (!device(id).trainer->by_round.contains(1)) return false;
+    }
+    return true;
+  });
+  EXPECT_LT(clock_.NowMs() - t0, 30'000) << "the dense group waited for the seed-scalar group's advertise deadline";
+  EXPECT_EQ(engine_->Status().phase, protocols::Phase::kAdvertiseKeys);  // the seed-scalar group's
+  EXPECT_FALSE(device("zo-d").trainer->by_round.contains(1));
+
+  RunUntil([&] { return engine_->finished(); });
+  ASSERT_TRUE(engine_->finished());
+  auto parts = store_->ListParticipants(engine_->run_id(), 1);
+  ASSERT_TRUE(parts.ok());
+  ASSERT_EQ(parts->size(), ids.size());
+  for (const auto& p : *parts) {
+    EXPECT_EQ(p.status, p.client_id == "zo-f" ? ParticipantStatus::kDropped : ParticipantStatus::kUploaded)
+        << p.client_id << ": " << p.reason;
+  }
+  EXPECT_LT(MaxDiff(Predict(1, TwoBlockLoraState()), StateOf(1)), 1e-4);
+  EXPECT_GT(MaxDiff(TwoBlockLoraState(), StateOf(1)), 1e-2);
+}
+
 TEST_F(FederationTest, SecAggClientsClipForCentralDp) {
   // Central DP with SecAgg: the server cannot clip a masked input, so the
   // clients clip and every client weighs 1. With sigma = 0 the result is
