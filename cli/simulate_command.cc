@@ -1,7 +1,9 @@
-// fedfm simulate [--config FILE] [--out DIR] [--rounds N] [--seed N]
+// fedfm simulate [--config FILE] [--set KEY=VALUE]... [--out DIR] [--rounds N] [--seed N]
 //                [--clients N] [--workers N] [--device cpu|cuda] [--fake-trainers] [--quiet]
 //
 // With no --config: the embedded default scenario (examples/default_sim.toml).
+// --set overrides any config key (protocols::ApplyOverrides); the named
+// flags (--rounds, ...) apply after them.
 #include <CLI/CLI.hpp>
 #include <unistd.h>
 
@@ -15,6 +17,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -35,6 +38,7 @@ namespace {
 
 struct SimulateFlags {
   std::string config;
+  std::vector<std::string> set;
   std::string out;
   int rounds = 0;
   int64_t seed = -1;
@@ -95,6 +99,12 @@ int Run(const SimulateFlags& f, const GlobalFlags& global) {
     if (!c.ok()) return Fail(kCmd, c.status());
     config = *c;
     scenario = f.config;
+  }
+  if (!f.set.empty()) {
+    absl::StatusOr<protocols::RunConfig> c = protocols::ApplyOverrides(config, f.set);
+    if (!c.ok()) return Fail(kCmd, c.status());
+    config = *c;
+    scenario = absl::StrCat(scenario, " with ", absl::StrJoin(f.set, ", "));
   }
   if (f.rounds > 0) config.run.rounds = f.rounds;
   if (f.seed >= 0) config.run.seed = static_cast<uint64_t>(f.seed);
@@ -220,6 +230,10 @@ void RegisterSimulateCommand(CLI::App& app, Action& action, const GlobalFlags& f
   auto f = std::make_shared<SimulateFlags>();
   cmd->add_option("--config", f->config, "Run configuration (TOML); default: the built-in scenario")
       ->check(CLI::ExistingFile);
+  cmd->add_option("--set", f->set,
+                  "Override a config key, KEY=VALUE with VALUE in TOML (rounds.deadline_s=0.5, "
+                  "aggregation.zo_mixing=snr, secagg.enabled=false); repeatable")
+      ->allow_extra_args(false);
   cmd->add_option("--out", f->out, "Output directory (results.jsonl, summary.json, plots, report.html, the "
                                    "trained adapter in adapter/); default: simulation.out");
   cmd->add_option("--rounds", f->rounds, "Override run.rounds")->check(CLI::Range(1, 100000));

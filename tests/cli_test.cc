@@ -6,6 +6,8 @@
 #include <array>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
+#include <iterator>
 #include <string>
 
 #include "gtest/gtest.h"
@@ -77,20 +79,34 @@ TEST(CliTest, ConfigCheckReportsTheLineAndExitsOne) {
   EXPECT_EQ(good.exit_code, 0) << good.output;
 }
 
-// The demo cut to one round: the report and the trained adapter, which
-// `fedfm adapter info` reads back.
+// The demo cut to one round (SecAgg+ off through --set): the report and
+// the trained adapter, which `fedfm adapter info` reads back.
 TEST(CliTest, SimulateWritesTheReportAndTheTrainedAdapter) {
   char dir[] = "/tmp/fedfm_cli_sim_XXXXXX";
   ASSERT_NE(mkdtemp(dir), nullptr);
   const std::string out = std::string(dir) + "/out";
-  Result r = RunFedfm("simulate --rounds 1 --quiet --out " + out);
+  Result r = RunFedfm("simulate --rounds 1 --set secagg.enabled=false --quiet --out " + out);
   ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("SecAgg+ off"), std::string::npos) << r.output;
+  std::ifstream summary(out + "/summary.json");
+  const std::string json((std::istreambuf_iterator<char>(summary)), std::istreambuf_iterator<char>());
+  EXPECT_NE(json.find("\"secagg\": false"), std::string::npos) << json;
   EXPECT_NE(r.output.find("adapter  " + out + "/adapter"), std::string::npos) << r.output;
   Result info = RunFedfm("adapter info --adapter " + out + "/adapter");
   EXPECT_EQ(info.exit_code, 0) << info.output;
   EXPECT_NE(info.output.find("q_proj"), std::string::npos) << info.output;
   EXPECT_EQ(info.output.find("optimizer."), std::string::npos) << info.output;
   std::system((std::string("rm -rf ") + dir).c_str());
+}
+
+TEST(CliTest, SimulateSetNamesTheBadOverride) {
+  Result unknown = RunFedfm("simulate --set peft.lora.rnak=3");
+  EXPECT_EQ(unknown.exit_code, 1);
+  EXPECT_NE(unknown.output.find("--set peft.lora.rnak=3:1: unknown key peft.lora.rnak"), std::string::npos)
+      << unknown.output;
+  Result malformed = RunFedfm("simulate --set rounds");
+  EXPECT_EQ(malformed.exit_code, 1);
+  EXPECT_NE(malformed.output.find("expected KEY=VALUE"), std::string::npos) << malformed.output;
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 #include "protocols/config/config.h"
 
+#include <cctype>
 #include <cmath>
 #include <initializer_list>
 #include <limits>
@@ -499,6 +500,36 @@ absl::StatusOr<RunConfig> ParseRunConfig(std::string_view text, std::string_view
 absl::StatusOr<RunConfig> LoadRunConfig(const std::filesystem::path& path, const RunConfig& base) {
   FEDFM_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
   return ParseRunConfig(text, path.filename().string(), base);
+}
+
+absl::StatusOr<RunConfig> ApplyOverrides(const RunConfig& base, const std::vector<std::string>& overrides) {
+  RunConfig config = base;
+  for (const std::string& o : overrides) {
+    const size_t eq = o.find('=');
+    const std::string key = o.substr(0, eq);
+    bool key_ok = eq != std::string::npos && !key.empty() && key.front() != '.' && key.back() != '.' &&
+                  key.find("..") == std::string::npos;
+    for (char ch : key) key_ok = key_ok && (std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '-' || ch == '.');
+    if (!key_ok || eq + 1 >= o.size()) {
+      return absl::InvalidArgumentError(absl::StrCat("--set \"", o,
+                                                     "\": expected KEY=VALUE with a dotted key, e.g. "
+                                                     "rounds.deadline_s=0.5 or aggregation.zo_mixing=snr"));
+    }
+    std::string text = absl::StrCat(key, " = ", o.substr(eq + 1), "\n");
+    try {
+      toml::parse(text);
+    } catch (const toml::parse_error&) {
+      // Not a TOML value: a bare word, taken as a string.
+      std::string quoted;
+      for (char ch : o.substr(eq + 1)) {
+        if (ch == '"' || ch == '\\') quoted.push_back('\\');
+        quoted.push_back(ch);
+      }
+      text = absl::StrCat(key, " = \"", quoted, "\"\n");
+    }
+    FEDFM_ASSIGN_OR_RETURN(config, ParseRunConfig(text, absl::StrCat("--set ", o), config));
+  }
+  return config;
 }
 
 absl::Status ValidateRunConfig(const RunConfig& c) {

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "protocols/config/options.h"
@@ -19,6 +20,14 @@ namespace fedfm::protocols {
 absl::StatusOr<RunConfig> ParseRunConfig(std::string_view text, std::string_view source_name = "config",
                                          const RunConfig& base = {});
 absl::StatusOr<RunConfig> LoadRunConfig(const std::filesystem::path& path, const RunConfig& base = {});
+
+// `base` with command-line overrides "KEY=VALUE" applied in order (`fedfm
+// simulate --set`). KEY is a dotted key as the file would nest it
+// (rounds.deadline_s); VALUE a TOML value (0.5, true, [2, 4],
+// [{profile = "h100", count = 2}]), or a bare word taken as a string
+// (aggregation.zo_mixing=snr). Each override is checked like a file's key;
+// errors name it.
+absl::StatusOr<RunConfig> ApplyOverrides(const RunConfig& base, const std::vector<std::string>& overrides);
 
 // Cross-section checks that no single key can express (e.g. a robust rule
 // together with secure aggregation). Returns every violation found.

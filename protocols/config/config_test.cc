@@ -133,6 +133,51 @@ TEST(ConfigTest, TomlWriterEscapesEveryStringItWrites) {
   EXPECT_EQ(RunConfigToToml(*back), text);
 }
 
+TEST(ConfigTest, OverridesSetDottedKeysAndKeepTheRest) {
+  auto base = ParseRunConfig("[run]\nseed = 42\nrounds = 10\n[[simulation.devices]]\nprofile = \"rpi5\"\ncount = 3\n",
+                             "run.toml");
+  ASSERT_TRUE(base.ok()) << base.status();
+  auto c = ApplyOverrides(*base, {"rounds.deadline_s=0.5", "aggregation.zo_mixing=snr", "secagg.enabled=false",
+                                  "peft.lora.targets=[\"q_proj\", \"v_proj\"]", "run.rounds=3", "run.rounds=5",
+                                  "simulation.devices=[{profile = \"h100\", count = 2}]"});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_DOUBLE_EQ(c->rounds.deadline_s, 0.5);
+  EXPECT_EQ(c->aggregation.zo_mixing, "snr");  // a bare word is a string
+  EXPECT_FALSE(c->secagg.enabled);
+  EXPECT_EQ(c->lora.targets, (std::vector<std::string>{"q_proj", "v_proj"}));
+  EXPECT_EQ(c->run.rounds, 5);  // the last one wins
+  EXPECT_EQ(c->run.seed, 42u);  // not overridden
+  ASSERT_EQ(c->simulation.devices.size(), 1u);
+  EXPECT_EQ(c->simulation.devices[0].profile, "h100");
+  EXPECT_EQ(c->simulation.devices[0].count, 2);
+  // The base's other arrays stay when not overridden.
+  auto d = ApplyOverrides(*base, {"run.rounds=7"});
+  ASSERT_TRUE(d.ok()) << d.status();
+  ASSERT_EQ(d->simulation.devices.size(), 1u);
+  EXPECT_EQ(d->simulation.devices[0].profile, "rpi5");
+}
+
+TEST(ConfigTest, BadOverridesNameTheOverride) {
+  auto error = [](const std::string& o) {
+    auto c = ApplyOverrides(RunConfig{}, {"run.rounds=3", o});
+    EXPECT_FALSE(c.ok()) << o;
+    return std::string(c.status().message());
+  };
+  EXPECT_EQ(error("peft.lora.rank=0"), "--set peft.lora.rank=0:1: peft.lora.rank must be in 1..256, got 0");
+  EXPECT_EQ(error("peft.lora.rnak=4"), "--set peft.lora.rnak=4:1: unknown key peft.lora.rnak");
+  EXPECT_EQ(error("run.rounds=ten"), "--set run.rounds=ten:1: run.rounds must be an integer");
+  EXPECT_EQ(error("aggregation.algorithm=fedsgd"),
+            "--set aggregation.algorithm=fedsgd:1: aggregation.algorithm must be one of "
+            "fedavg|fedavgm|fedadam|fedyogi|fedadagrad, got \"fedsgd\"");
+  for (const std::string& malformed : {"run.rounds", "=3", "run..rounds=3", ".run=3", "run.rounds=", "run rounds=3"}) {
+    EXPECT_NE(error(malformed).find("expected KEY=VALUE"), std::string::npos) << malformed;
+  }
+  // Cross-section checks run on the result.
+  auto robust = ApplyOverrides(RunConfig{}, {"secagg.enabled=true", "aggregation.robust=median"});
+  ASSERT_FALSE(robust.ok());
+  EXPECT_NE(robust.status().message().find("cannot run with secagg.enabled"), std::string::npos) << robust.status();
+}
+
 TEST(ConfigTest, ReadsSimulationProfiles) {
   auto config = ParseRunConfig(R"(
 [[simulation.profiles]]
