@@ -243,6 +243,17 @@ class FederationTest : public ::testing::Test {
     return m;
   }
 
+  // Round `round` had `participants`, all uploaded but `dropped`.
+  void ExpectOnlyDropped(int64_t round, const std::string& dropped, size_t participants) {
+    auto parts = store_->ListParticipants(engine_->run_id(), round);
+    ASSERT_TRUE(parts.ok());
+    ASSERT_EQ(parts->size(), participants);
+    for (const auto& p : *parts) {
+      EXPECT_EQ(p.status, p.client_id == dropped ? ParticipantStatus::kDropped : ParticipantStatus::kUploaded)
+          << p.client_id << ": " << p.reason;
+    }
+  }
+
   std::vector<ParticipantStatus> Statuses(int64_t round) {
     auto parts = store_->ListParticipants(engine_->run_id(), round);
     EXPECT_TRUE(parts.ok());
@@ -352,13 +363,7 @@ TEST_F(FederationTest, SecAggRecoversWhenAClientDropsAfterSharingKeys) {
   device("lora4-c").stop_after = [](const client::StepResult& r) { return r.detail == "shares sent"; };
   RunUntil([&] { return engine_->finished(); });
   ASSERT_TRUE(engine_->finished());
-  auto parts = store_->ListParticipants(engine_->run_id(), 1);
-  ASSERT_TRUE(parts.ok());
-  ASSERT_EQ(parts->size(), ids.size());
-  for (const auto& p : *parts) {
-    EXPECT_EQ(p.status, p.client_id == "lora4-c" ? ParticipantStatus::kDropped : ParticipantStatus::kUploaded)
-        << p.client_id << ": " << p.reason;
-  }
+  ExpectOnlyDropped(1, "lora4-c", ids.size());
   // Its pairwise masks were removed through its neighbours' shares; the sum
   // is exactly the other three clients'.
   EXPECT_LT(MaxDiff(Predict(1, TwoBlockLoraState()), StateOf(1)), 1e-4);
@@ -389,13 +394,7 @@ TEST_F(FederationTest, ASilentSeedScalarClientDoesNotHoldUpTheDenseGroup) {
 
   RunUntil([&] { return engine_->finished(); });
   ASSERT_TRUE(engine_->finished());
-  auto parts = store_->ListParticipants(engine_->run_id(), 1);
-  ASSERT_TRUE(parts.ok());
-  ASSERT_EQ(parts->size(), ids.size());
-  for (const auto& p : *parts) {
-    EXPECT_EQ(p.status, p.client_id == "zo-f" ? ParticipantStatus::kDropped : ParticipantStatus::kUploaded)
-        << p.client_id << ": " << p.reason;
-  }
+  ExpectOnlyDropped(1, "zo-f", ids.size());
   EXPECT_LT(MaxDiff(Predict(1, TwoBlockLoraState()), StateOf(1)), 1e-4);
   EXPECT_GT(MaxDiff(TwoBlockLoraState(), StateOf(1)), 1e-2);
 }
