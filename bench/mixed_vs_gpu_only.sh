@@ -11,8 +11,10 @@
 #
 # Environment:
 #   FEDFM    the binary (default: build/fedfm)
-#   MIXED_CONFIG  the mixed fleet's file (default: examples/default_sim.toml;
-#            e.g. bench/scenarios/mixed_snr.toml, into another OUT_DIR)
+#   MIXED_CONFIG  the mixed fleet's file (default: examples/default_sim.toml)
+#   MIXED_SET     space-separated KEY=VALUE overrides of the mixed runs
+#            (fedfm simulate --set), e.g. MIXED_SET=aggregation.zo_mixing=snr
+#            into another OUT_DIR
 #   SEEDS    space-separated run.seed values (default: 1 2 ... 10)
 #   ROUNDS   run.rounds for both (default: 40)
 #   LAST     also compare the mean eval loss of the last LAST rounds (default: 5)
@@ -25,23 +27,30 @@ SEEDS=${SEEDS:-1 2 3 4 5 6 7 8 9 10}
 ROUNDS=${ROUNDS:-40}
 LAST=${LAST:-5}
 MIXED_CONFIG=${MIXED_CONFIG:-examples/default_sim.toml}
+MIXED_SET=${MIXED_SET:-}
+mixed_set_args=()
+for kv in $MIXED_SET; do mixed_set_args+=(--set "$kv"); done
 mkdir -p "$OUT"
 
 for seed in $SEEDS; do
-  for entry in "mixed:$MIXED_CONFIG" "gpu_only:bench/scenarios/gpu_only.toml"; do
-    name=${entry%%:*}
+  for name in mixed gpu_only; do
     dir="$OUT/${name}_r${ROUNDS}_s${seed}"
     if [ "${RESUME:-0}" = 1 ] && [ -f "$dir/summary.json" ]; then continue; fi
     echo "==> $name, seed $seed, $ROUNDS rounds" >&2
-    "$FEDFM" simulate --config "${entry#*:}" --rounds "$ROUNDS" --seed "$seed" --out "$dir" --quiet >&2
+    if [ "$name" = mixed ]; then
+      args=(--config "$MIXED_CONFIG" "${mixed_set_args[@]}")
+    else
+      args=(--config bench/scenarios/gpu_only.toml)
+    fi
+    "$FEDFM" simulate "${args[@]}" --rounds "$ROUNDS" --seed "$seed" --out "$dir" --quiet >&2
   done
 done
 
-python3 - "$OUT" "$MIXED_CONFIG" "$ROUNDS" "$LAST" $SEEDS <<'EOF'
+python3 - "$OUT" "$MIXED_CONFIG" "$MIXED_SET" "$ROUNDS" "$LAST" $SEEDS <<'EOF'
 import json, math, os, sys
 
-out, mixed_config = sys.argv[1], sys.argv[2]
-rounds, last, seeds = int(sys.argv[3]), int(sys.argv[4]), [int(s) for s in sys.argv[5:]]
+out, mixed_config, mixed_set = sys.argv[1], sys.argv[2], sys.argv[3].split()
+rounds, last, seeds = int(sys.argv[4]), int(sys.argv[5]), [int(s) for s in sys.argv[6:]]
 
 def run_dir(name, seed):
     return os.path.join(out, f"{name}_r{rounds}_s{seed}")
@@ -81,6 +90,6 @@ for seed in seeds:
     last_d.append(ml - gl)
 
 # Differences are mixed minus GPU-only: negative means the mixed fleet is lower.
-print(json.dumps({"mixed_config": mixed_config, "rounds": rounds, "final_eval_loss": paired(final_d),
+print(json.dumps({"mixed_config": mixed_config, "mixed_set": mixed_set, "rounds": rounds, "final_eval_loss": paired(final_d),
                   f"mean_eval_loss_last{last}_rounds": paired(last_d), "per_seed": per_seed}, indent=1))
 EOF
