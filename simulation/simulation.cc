@@ -490,7 +490,8 @@ absl::StatusOr<protocols::EvalReport> CentralEvaluate(client::Trainer& evaluator
 // The deadline of a SecAgg+ key phase (advertise, share keys; also unmask).
 // These phases are network only: a member downloads the global state, then
 // sends and fetches keys of about kKeyBytesPerPeer per peer. Twice the
-// slowest device's time for that, at most a quarter of the round deadline.
+// slowest device's time for that, at least kMinKeyPhaseMs (a few of the
+// clients' 1 ms polls), at most a quarter of the round deadline.
 // A group's phase closes early once all its members answered; a member that
 // dropped out holds its group up this long, and its group's clients start
 // training only after it.
@@ -506,7 +507,9 @@ int64_t KeyPhaseMs(const Fleet& fleet, const protocols::RunConfig& config, const
     slowest_s = std::max(slowest_s, TransferSeconds(download + keys, p.downlink_bytes_per_s) +
                                         TransferSeconds(keys, p.uplink_bytes_per_s));
   }
-  return std::clamp<int64_t>(Micros(2 * slowest_s) / 1000 + 1, 1, std::max<int64_t>(1, deadline_ms / 4));
+  constexpr int64_t kMinKeyPhaseMs = 10;
+  const int64_t most = std::max<int64_t>(1, deadline_ms / 4);
+  return std::clamp<int64_t>(Micros(2 * slowest_s) / 1000 + 1, std::min(kMinKeyPhaseMs, most), most);
 }
 
 double MetricOr(const std::map<std::string, double>& m, const std::string& name, double fallback) {

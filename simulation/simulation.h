@@ -118,8 +118,8 @@ struct SimulationResult {
   protocols::TensorMap final_state;  // the global state of the last committed round
   double virtual_time_s = 0;
   // The deadline of each SecAgg+ key phase (and of unmasking): twice the
-  // slowest device's time to download the state and exchange keys, at most
-  // a quarter of rounds.deadline_s.
+  // slowest device's time to download the state and exchange keys, at least
+  // 10 ms, at most a quarter of rounds.deadline_s.
   double secagg_phase_s = 0;
   // Accounting of client state (the scale claim): the registry is
   // proportional to num_clients; everything else to the sampled clients.
