@@ -419,6 +419,9 @@ class RoundEngine::Impl {
   std::vector<MetricRecord> MetricRecords(std::map<std::string, double>* round_metrics) const;
   void Reject(Participant& p, const absl::Status& status);
   void PublishStatusLocked(int64_t now);
+  // Clients polled within liveness_ms (and, when `since_last_round`, since
+  // the last round attempt ended: the ones selection may take).
+  std::vector<std::string> AvailableLocked(int64_t now, bool since_last_round) const;
   int64_t AvailableCountLocked(int64_t now) const;
   Task MakeTask(const Round& round, const Pick& pick, const protocols::RunConfig& rc) const;
 
@@ -451,6 +454,11 @@ class RoundEngine::Impl {
   int64_t enough_since_ms_ = -1;
   int64_t selection_blocked_until_ms_ = 0;
   std::map<std::string, int64_t> last_poll_ms_;
+  // Round attempts ended (committed or failed) so far, and its value at each
+  // client's last poll: a client is selectable only when it polled since the
+  // last attempt ended (a poll during a round was for that round).
+  int64_t rounds_ended_ = 0;
+  std::map<std::string, int64_t> poll_epoch_;
   std::map<std::string, DeviceProfile> profiles_;
   std::set<std::string> revoked_;
   int64_t clients_enrolled_ = 0;
@@ -706,6 +714,7 @@ absl::Status RoundEngine::Impl::RevokeClient(const std::string& client_id) {
   std::lock_guard<std::mutex> lock(mu_);
   revoked_.insert(client_id);
   last_poll_ms_.erase(client_id);
+  poll_epoch_.erase(client_id);
   if (round_ != nullptr) {
     auto it = round_->by_id.find(client_id);
     if (it != round_->by_id.end()) {
@@ -851,12 +860,18 @@ protocols::RunConfig RoundEngine::Impl::RoundConfigFor(int64_t n) const {
   return rc;
 }
 
-int64_t RoundEngine::Impl::AvailableCountLocked(int64_t now) const {
-  int64_t n = 0;
+std::vector<std::string> RoundEngine::Impl::AvailableLocked(int64_t now, bool since_last_round) const {
+  std::vector<std::string> out;
   for (const auto& [id, t] : last_poll_ms_) {
-    if (now - t <= options_.liveness_ms && !revoked_.contains(id)) ++n;
+    if (now - t > options_.liveness_ms || revoked_.contains(id)) continue;
+    if (since_last_round && poll_epoch_.at(id) != rounds_ended_) continue;
+    out.push_back(id);
   }
-  return n;
+  return out;
+}
+
+int64_t RoundEngine::Impl::AvailableCountLocked(int64_t now) const {
+  return static_cast<int64_t>(AvailableLocked(now, /*since_last_round=*/true).size());
 }
 
 absl::StatusOr<std::vector<RoundEngine::Impl::Pick>> RoundEngine::Impl::Select(
@@ -973,10 +988,7 @@ Task RoundEngine::Impl::MakeTask(const Round& round, const Pick& pick, const pro
 
 absl::Status RoundEngine::Impl::MaybeStartRound(int64_t now, bool* started) {
   *started = false;
-  std::vector<std::string> available;
-  for (const auto& [id, t] : last_poll_ms_) {
-    if (now - t <= options_.liveness_ms && !revoked_.contains(id)) available.push_back(id);
-  }
+  std::vector<std::string> available = AvailableLocked(now, /*since_last_round=*/true);
   const auto n = static_cast<int64_t>(available.size());
   if (n >= config_.rounds.min_clients) {
     if (enough_since_ms_ < 0) enough_since_ms_ = now;
@@ -1382,6 +1394,7 @@ absl::Status RoundEngine::Impl::FinishRound(int64_t now) {
   dashboard_.AddRound(summary);
 
   round_.reset();
+  ++rounds_ended_;
   last_failure_.clear();
   const std::string& target = config_.rounds.target_metric;
   auto metric = round_metrics.find(target);
@@ -1418,6 +1431,7 @@ absl::Status RoundEngine::Impl::FailRoundLocked(int64_t now, const std::string& 
                        .metrics = {}};
   last_failure_ = absl::StrCat("round ", r.number, " attempt ", r.attempt, ": ", reason);
   round_.reset();
+  ++rounds_ended_;
   return store_.FailRound(failure);
 }
 
@@ -1520,7 +1534,7 @@ void RoundEngine::Impl::PublishStatusLocked(int64_t now) {
   s.round = round_ != nullptr ? round_->number : std::min(last_committed_ + (finished_ ? 0 : 1), total_rounds_);
   s.total_rounds = total_rounds_;
   s.phase = DashboardPhase(round_ != nullptr ? round_->phase : Phase::kIdle, finished_);
-  s.clients_connected = AvailableCountLocked(now);
+  s.clients_connected = static_cast<int64_t>(AvailableLocked(now, /*since_last_round=*/false).size());
   s.clients_enrolled = clients_enrolled_;
   s.model_version = current_.version;
   if (round_ != nullptr) {
@@ -1551,6 +1565,7 @@ absl::StatusOr<protocols::PollResponse> RoundEngine::Impl::Poll(const protocols:
   }
   const int64_t now = clock_.NowMs();
   last_poll_ms_[client->id] = now;
+  poll_epoch_[client->id] = rounds_ended_;
   if (!profiles_.contains(client->id)) {
     FEDFM_ASSIGN_OR_RETURN(profiles_[client->id], ProfileFromJson(client->profile_json, client->id));
   }

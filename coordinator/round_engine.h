@@ -8,7 +8,10 @@
 // collect -> [SecAgg+: unmask] -> aggregate -> commit (Store::CommitRound).
 //
 //   select     when at least rounds.clients_per_round enrolled clients are
-//              available (polled within `liveness_ms`), or at least
+//              available (polled within `liveness_ms` and since the last
+//              round attempt ended: a poll during a round was for that
+//              round, so its participants are not taken again before they
+//              ask for work), or at least
 //              rounds.min_clients after waiting `selection_wait_ms`:
 //              sample clients_per_round of them without replacement, in a
 //              deterministic order from seed f(run seed, round, attempt).
@@ -176,7 +179,8 @@ struct RoundEngineOptions {
   // The run to drive. Empty: a new run with a fresh id (NewRunId). An id the
   // store knows: resume it. An unknown id: a new run with that id.
   std::string run_id;
-  // A client is available for selection when it polled within this window.
+  // A client is available for selection when it polled within this window
+  // (and since the last round attempt ended).
   int64_t liveness_ms = 60'000;
   // How long to wait, once at least rounds.min_clients are available, for
   // rounds.clients_per_round of them before selecting fewer.

@@ -279,6 +279,35 @@ TEST_F(RoundEngineTest, PlaintextRoundCommitsTheCoverageWeightedAggregate) {
   EXPECT_NEAR(history[0].metrics.at("train_loss"), num / den, 1e-12);
 }
 
+// A poll during a round was for that round: when it ends, its participants
+// are not available again until they ask for work, so a next round does not
+// start at the commit from their stale polls and take the same clients again.
+TEST_F(RoundEngineTest, TheNextRoundSamplesClientsThatPolledSinceTheLastEnded) {
+  protocols::RunConfig c = Config();
+  c.rounds.clients_per_round = 2;
+  c.rounds.min_clients = 2;
+  Build(c);
+  Register({"lora2-a", "lora2-b", "lora2-c", "lora2-d"});
+  std::map<std::string, PollResponse> first = {{"lora2-a", Poll("lora2-a")}};
+  first["lora2-b"] = Poll("lora2-b");  // the second available client starts round 1
+  first["lora2-a"] = Poll("lora2-a");
+  ASSERT_EQ(engine_->Status().selected, (std::vector<std::string>{"lora2-a", "lora2-b"}));
+  uint32_t seed = 1;
+  for (const auto& [id, r] : first) {
+    ASSERT_EQ(r.kind, PollKind::kTrain) << id;
+    ASSERT_TRUE(engine_->SubmitUpdate(Bind(r, Phase::kCollect), MakeUpdate(id, r.task, seed++)).ok()) << id;
+  }
+  RoundEngineStatus s = engine_->Status();
+  EXPECT_EQ(s.training_rounds_done, 1);
+  EXPECT_EQ(s.phase, Phase::kIdle) << "round 2 started from the polls of round 1";
+  EXPECT_EQ(s.clients_available, 0);
+  Poll("lora2-c");
+  Poll("lora2-d");
+  s = engine_->Status();
+  EXPECT_EQ(s.round, 2);
+  EXPECT_EQ(s.selected, (std::vector<std::string>{"lora2-c", "lora2-d"}));
+}
+
 TEST_F(RoundEngineTest, ConcurrentUploadsCommitTheSameAggregateAndCountEachClientOnce) {
   // Updates are added outside the round lock: uploads from several threads
   // at once, each client's twice, must commit exactly what one thread would.
@@ -511,16 +540,19 @@ TEST_F(RoundEngineTest, RefusesBadMessagesWithTheirReasonAndTheRoundGoesOn) {
   EXPECT_EQ(st.round, 1);
   EXPECT_NE(st.last_failure.find("attempt 1"), std::string::npos) << st.last_failure;
   EXPECT_NE(st.last_failure.find("only 1 updates accepted"), std::string::npos) << st.last_failure;
-  // Every client is still available, so attempt 2 started at once (the store
-  // keeps only the latest attempt's participants).
-  EXPECT_EQ(st.attempt, 2);
+  // Attempt 2 starts once the clients ask for work again: their polls
+  // during attempt 1 were for attempt 1 (the store keeps only the latest
+  // attempt's participants).
+  EXPECT_EQ(st.phase, Phase::kIdle);
+  EXPECT_EQ(st.clients_available, 0);
+  auto again = PollAll(ids);
+  EXPECT_EQ(engine_->Status().attempt, 2);
   auto r1 = store_->GetRound(engine_->run_id(), 1);
   ASSERT_TRUE(r1.ok());
   EXPECT_EQ(r1->status, RoundStatus::kStarted);
   EXPECT_EQ(r1->attempt, 2);
 
   // The next attempt runs and commits with well-behaved clients.
-  auto again = PollAll(ids);
   for (const auto& [id, r] : again) {
     ASSERT_EQ(r.kind, PollKind::kTrain) << id << ": " << r.reason;
     ASSERT_TRUE(engine_->SubmitUpdate(Bind(r, Phase::kCollect), MakeUpdate(id, r.task, 9)).ok()) << id;

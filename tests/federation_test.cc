@@ -530,6 +530,11 @@ TEST_F(FederationTest, ResumesAfterACrashMidRoundWithHistoryIntact) {
   AddDevices(ids);
   RunRounds(2);
   ASSERT_EQ(engine_->Status().training_rounds_done, 2);
+  // Round 3 starts once the clients ask for work again.
+  RunUntil([&] {
+    const coordinator::RoundEngineStatus s = engine_->Status();
+    return s.round == 3 && s.phase == protocols::Phase::kCollect;
+  });
   // Into round 3: two updates in, then the coordinator dies.
   int uploads = 0;
   for (const char* id : {"lora2-a", "lora4-b"}) {
