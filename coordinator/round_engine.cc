@@ -412,17 +412,20 @@ class RoundEngine::Impl {
   bool GroupAnswered(const Group& g) const;
   void CloseGroupPhase(Group& g, int64_t now);
   void SyncSecAggPhase();
-  void DropUnanswered(const std::vector<size_t>& members, const char* what);
+  // Drops `p` when it is still in and has not answered by the deadline.
+  void DropIfUnanswered(Participant& p, const char* what);
   absl::Status FinishRound(int64_t now);
   absl::Status FailRoundLocked(int64_t now, const std::string& reason);
   std::vector<ParticipantRecord> ParticipantRecords() const;
   std::vector<MetricRecord> MetricRecords(std::map<std::string, double>* round_metrics) const;
   void Reject(Participant& p, const absl::Status& status);
   void PublishStatusLocked(int64_t now);
-  // Clients polled within liveness_ms (and, when `since_last_round`, since
-  // the last round attempt ended: the ones selection may take).
-  std::vector<std::string> AvailableLocked(int64_t now, bool since_last_round) const;
-  int64_t AvailableCountLocked(int64_t now) const;
+  struct LastPoll;
+  // Whether client `id` polled within liveness_ms (and, when
+  // `since_last_round`, since the last round attempt ended: selection takes
+  // only those) and is not revoked; how many clients are.
+  bool AvailableLocked(const std::string& id, const LastPoll& poll, int64_t now, bool since_last_round) const;
+  int64_t AvailableCountLocked(int64_t now, bool since_last_round) const;
   Task MakeTask(const Round& round, const Pick& pick, const protocols::RunConfig& rc) const;
 
   const protocols::RunConfig& config_;
@@ -453,12 +456,15 @@ class RoundEngine::Impl {
   std::string last_failure_;
   int64_t enough_since_ms_ = -1;
   int64_t selection_blocked_until_ms_ = 0;
-  std::map<std::string, int64_t> last_poll_ms_;
-  // Round attempts ended (committed or failed) so far, and its value at each
-  // client's last poll: a client is selectable only when it polled since the
-  // last attempt ended (a poll during a round was for that round).
+  // Round attempts ended (committed or failed) so far. A client is
+  // selectable only when it polled since the last attempt ended (a poll
+  // during a round was for that round).
   int64_t rounds_ended_ = 0;
-  std::map<std::string, int64_t> poll_epoch_;
+  struct LastPoll {
+    int64_t ms = 0;
+    int64_t rounds_ended = 0;  // rounds_ended_ at the poll
+  };
+  std::map<std::string, LastPoll> last_poll_;
   std::map<std::string, DeviceProfile> profiles_;
   std::set<std::string> revoked_;
   int64_t clients_enrolled_ = 0;
@@ -703,8 +709,8 @@ absl::StatusOr<std::vector<ClientInfo>> RoundEngine::Impl::ListClients() {
   }
   std::lock_guard<std::mutex> lock(mu_);
   for (ClientInfo& info : out) {
-    auto it = last_poll_ms_.find(info.client_id);
-    if (it != last_poll_ms_.end()) info.last_seen_ms = std::max(info.last_seen_ms, it->second);
+    auto it = last_poll_.find(info.client_id);
+    if (it != last_poll_.end()) info.last_seen_ms = std::max(info.last_seen_ms, it->second.ms);
   }
   return out;
 }
@@ -713,8 +719,7 @@ absl::Status RoundEngine::Impl::RevokeClient(const std::string& client_id) {
   FEDFM_RETURN_IF_ERROR(store_.RevokeClient(client_id));
   std::lock_guard<std::mutex> lock(mu_);
   revoked_.insert(client_id);
-  last_poll_ms_.erase(client_id);
-  poll_epoch_.erase(client_id);
+  last_poll_.erase(client_id);
   if (round_ != nullptr) {
     auto it = round_->by_id.find(client_id);
     if (it != round_->by_id.end()) {
@@ -860,18 +865,16 @@ protocols::RunConfig RoundEngine::Impl::RoundConfigFor(int64_t n) const {
   return rc;
 }
 
-std::vector<std::string> RoundEngine::Impl::AvailableLocked(int64_t now, bool since_last_round) const {
-  std::vector<std::string> out;
-  for (const auto& [id, t] : last_poll_ms_) {
-    if (now - t > options_.liveness_ms || revoked_.contains(id)) continue;
-    if (since_last_round && poll_epoch_.at(id) != rounds_ended_) continue;
-    out.push_back(id);
-  }
-  return out;
+bool RoundEngine::Impl::AvailableLocked(const std::string& id, const LastPoll& poll, int64_t now,
+                                        bool since_last_round) const {
+  return now - poll.ms <= options_.liveness_ms && !revoked_.contains(id) &&
+         (!since_last_round || poll.rounds_ended == rounds_ended_);
 }
 
-int64_t RoundEngine::Impl::AvailableCountLocked(int64_t now) const {
-  return static_cast<int64_t>(AvailableLocked(now, /*since_last_round=*/true).size());
+int64_t RoundEngine::Impl::AvailableCountLocked(int64_t now, bool since_last_round) const {
+  int64_t n = 0;
+  for (const auto& [id, poll] : last_poll_) n += AvailableLocked(id, poll, now, since_last_round) ? 1 : 0;
+  return n;
 }
 
 absl::StatusOr<std::vector<RoundEngine::Impl::Pick>> RoundEngine::Impl::Select(
@@ -988,7 +991,10 @@ Task RoundEngine::Impl::MakeTask(const Round& round, const Pick& pick, const pro
 
 absl::Status RoundEngine::Impl::MaybeStartRound(int64_t now, bool* started) {
   *started = false;
-  std::vector<std::string> available = AvailableLocked(now, /*since_last_round=*/true);
+  std::vector<std::string> available;
+  for (const auto& [id, poll] : last_poll_) {
+    if (AvailableLocked(id, poll, now, /*since_last_round=*/true)) available.push_back(id);
+  }
   const auto n = static_cast<int64_t>(available.size());
   if (n >= config_.rounds.min_clients) {
     if (enough_since_ms_ < 0) enough_since_ms_ = now;
@@ -1179,31 +1185,20 @@ void RoundEngine::Impl::SyncSecAggPhase() {
   }
 }
 
-void RoundEngine::Impl::DropUnanswered(const std::vector<size_t>& members, const char* what) {
-  for (size_t i : members) {
-    Participant& p = round_->participants[i];
-    if (!p.active || p.done || p.answered) continue;
-    p.active = false;
-    p.status = ParticipantStatus::kDropped;
-    p.reason = absl::StrCat("dropped out: no ", what, " before the deadline of round ", round_->number);
-  }
+void RoundEngine::Impl::DropIfUnanswered(Participant& p, const char* what) {
+  if (!p.active || p.done || p.answered) return;
+  p.active = false;
+  p.status = ParticipantStatus::kDropped;
+  p.reason = absl::StrCat("dropped out: no ", what, " before the deadline of round ", round_->number);
 }
 
 absl::Status RoundEngine::Impl::ClosePhase(int64_t now) {
+  FEDFM_CHECK_MSG(round_->phase == Phase::kCollect || round_->phase == Phase::kEvaluate,
+                  "ClosePhase in a phase that has no deadline");
   ++phase_changes_;
-  std::vector<size_t> everyone(round_->participants.size());
-  for (size_t i = 0; i < everyone.size(); ++i) everyone[i] = i;
-  switch (round_->phase) {
-    case Phase::kCollect:
-      DropUnanswered(everyone, "update");
-      return FinishRound(now);
-    case Phase::kEvaluate:
-      DropUnanswered(everyone, "report");
-      return FinishRound(now);
-    default:
-      FEDFM_CHECK_MSG(false, "ClosePhase in a phase that has no deadline");
-  }
-  return absl::OkStatus();
+  const char* what = round_->phase == Phase::kCollect ? "update" : "report";
+  for (Participant& p : round_->participants) DropIfUnanswered(p, what);
+  return FinishRound(now);
 }
 
 void RoundEngine::Impl::CloseGroupPhase(Group& g, int64_t now) {
@@ -1241,9 +1236,12 @@ void RoundEngine::Impl::CloseGroupPhase(Group& g, int64_t now) {
   const int64_t phase_ms = options_.secagg_phase_ms > 0
                                ? options_.secagg_phase_ms
                                : static_cast<int64_t>(std::llround(config_.rounds.deadline_s * 1000.0));
+  auto drop_unanswered = [&](const char* what) {
+    for (size_t i : g.members) DropIfUnanswered(r.participants[i], what);
+  };
   switch (g.phase) {
     case Phase::kAdvertiseKeys: {
-      DropUnanswered(g.members, "keys");
+      drop_unanswered("keys");
       absl::StatusOr<std::vector<secagg::NeighborKeys>> keys = g.server->CloseAdvertise();
       if (!keys.ok()) return abort_group(std::string(keys.status().message()));
       for (secagg::NeighborKeys& k : *keys) r.participants[g.members[k.index]].neighbor_keys = std::move(k);
@@ -1251,7 +1249,7 @@ void RoundEngine::Impl::CloseGroupPhase(Group& g, int64_t now) {
       return next_phase(Phase::kShareKeys, std::min(now + phase_ms, r.collect_deadline_ms));
     }
     case Phase::kShareKeys: {
-      DropUnanswered(g.members, "key shares");
+      drop_unanswered("key shares");
       absl::StatusOr<std::vector<secagg::RoutedShares>> shares = g.server->CloseShareKeys();
       if (!shares.ok()) return abort_group(std::string(shares.status().message()));
       for (secagg::RoutedShares& s : *shares) r.participants[g.members[s.index]].routed_shares = std::move(s);
@@ -1259,7 +1257,7 @@ void RoundEngine::Impl::CloseGroupPhase(Group& g, int64_t now) {
       return next_phase(Phase::kCollect, std::max(now, r.collect_deadline_ms));
     }
     case Phase::kCollect: {
-      DropUnanswered(g.members, "masked input");
+      drop_unanswered("masked input");
       const auto masked = std::count_if(g.members.begin(), g.members.end(),
                                         [&](size_t i) { return r.participants[i].masked; });
       if (masked < 2) {
@@ -1275,7 +1273,8 @@ void RoundEngine::Impl::CloseGroupPhase(Group& g, int64_t now) {
     case Phase::kUnmask: {
       for (size_t i : g.members) {
         Participant& p = r.participants[i];
-        if (p.active && p.masked && !p.answered) p.active = false;  // its input still counts; it just did not help unmask
+        // Its input still counts; it just did not help unmask.
+        if (p.active && p.masked && !p.answered) p.active = false;
       }
       absl::StatusOr<secagg::AggregateResult> result = g.server->Finish();
       if (!result.ok()) return abort_group(std::string(result.status().message()));
@@ -1534,7 +1533,7 @@ void RoundEngine::Impl::PublishStatusLocked(int64_t now) {
   s.round = round_ != nullptr ? round_->number : std::min(last_committed_ + (finished_ ? 0 : 1), total_rounds_);
   s.total_rounds = total_rounds_;
   s.phase = DashboardPhase(round_ != nullptr ? round_->phase : Phase::kIdle, finished_);
-  s.clients_connected = static_cast<int64_t>(AvailableLocked(now, /*since_last_round=*/false).size());
+  s.clients_connected = AvailableCountLocked(now, /*since_last_round=*/false);
   s.clients_enrolled = clients_enrolled_;
   s.model_version = current_.version;
   if (round_ != nullptr) {
@@ -1564,8 +1563,7 @@ absl::StatusOr<protocols::PollResponse> RoundEngine::Impl::Poll(const protocols:
     return absl::PermissionDeniedError(absl::StrCat("client \"", request.client_id, "\" is revoked"));
   }
   const int64_t now = clock_.NowMs();
-  last_poll_ms_[client->id] = now;
-  poll_epoch_[client->id] = rounds_ended_;
+  last_poll_[client->id] = {now, rounds_ended_};
   if (!profiles_.contains(client->id)) {
     FEDFM_ASSIGN_OR_RETURN(profiles_[client->id], ProfileFromJson(client->profile_json, client->id));
   }
@@ -1583,10 +1581,10 @@ absl::StatusOr<protocols::PollResponse> RoundEngine::Impl::Poll(const protocols:
   response.kind = PollKind::kWait;
   response.retry_after_ms = options_.poll_interval_ms;
   if (round_ == nullptr) {
-    response.reason = last_failure_.empty()
-                          ? absl::StrCat("waiting for clients: ", AvailableCountLocked(now), " available, round ",
-                                         last_committed_ + 1, " needs ", config_.rounds.min_clients)
-                          : last_failure_;
+    const int64_t available = AvailableCountLocked(now, /*since_last_round=*/true);
+    response.reason = last_failure_.empty() ? absl::StrCat("waiting for clients: ", available, " available, round ",
+                                                           last_committed_ + 1, " needs ", config_.rounds.min_clients)
+                                            : last_failure_;
     return response;
   }
   auto it = round_->by_id.find(client->id);
@@ -1595,13 +1593,14 @@ absl::StatusOr<protocols::PollResponse> RoundEngine::Impl::Poll(const protocols:
     return response;
   }
   Participant& p = round_->participants[it->second];
-  // A SecAgg client that has sent its unmask answer has done its part, though
-  // the phase may stay open for others: answering kTrain would restart its
-  // round, and each restart would be refused as late until the round ends.
+  // A SecAgg client that has sent its unmask answer, or whose group is done
+  // while the other group is not, has done its part though the round stays
+  // open: answering kTrain would restart its round, and each restart would
+  // be refused as late until the round ends.
   const Phase phase = PhaseOf(p);
-  const bool unmasked = (phase == Phase::kUnmask && p.answered) || phase == Phase::kDone;
-  if (!p.active || p.done || unmasked) {
-    response.reason = p.done || unmasked ? absl::StrCat("round ", round_->number, ": done")
+  const bool part_done = (phase == Phase::kUnmask && p.answered) || phase == Phase::kDone;
+  if (!p.active || p.done || part_done) {
+    response.reason = p.done || part_done ? absl::StrCat("round ", round_->number, ": done")
                                          : absl::StrCat("round ", round_->number, ": ", p.reason);
     return response;
   }
@@ -1847,7 +1846,7 @@ RoundEngineStatus RoundEngine::Impl::Status() {
   s.phase_changes = phase_changes_;
   s.total_rounds = total_rounds_;
   s.model_version = current_.version;
-  s.clients_available = AvailableCountLocked(now);
+  s.clients_available = AvailableCountLocked(now, /*since_last_round=*/true);
   s.last_failure = last_failure_;
   if (round_ != nullptr) {
     s.round = round_->number;

@@ -288,9 +288,7 @@ TEST_F(RoundEngineTest, TheNextRoundSamplesClientsThatPolledSinceTheLastEnded) {
   c.rounds.min_clients = 2;
   Build(c);
   Register({"lora2-a", "lora2-b", "lora2-c", "lora2-d"});
-  std::map<std::string, PollResponse> first = {{"lora2-a", Poll("lora2-a")}};
-  first["lora2-b"] = Poll("lora2-b");  // the second available client starts round 1
-  first["lora2-a"] = Poll("lora2-a");
+  const std::map<std::string, PollResponse> first = PollAll({"lora2-a", "lora2-b"});
   ASSERT_EQ(engine_->Status().selected, (std::vector<std::string>{"lora2-a", "lora2-b"}));
   uint32_t seed = 1;
   for (const auto& [id, r] : first) {

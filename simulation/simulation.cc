@@ -111,10 +111,11 @@ class EngineProbe final : public VirtualScheduler::Probe {
   explicit EngineProbe(coordinator::RoundEngine& engine) : engine_(engine) {}
   uint64_t Epoch() override {
     const coordinator::RoundEngineStatus s = engine_.Status();
-    return zeroth_order::DeriveSeed(static_cast<uint64_t>(s.round) * 0x9E3779B97F4A7C15ULL ^
-                                        static_cast<uint64_t>(s.phase_changes),
-                                    static_cast<uint64_t>(s.attempt), static_cast<uint32_t>(s.phase),
-                                    s.finished ? 1u : 0u);
+    // phase_changes: a SecAgg+ group can close a phase while the round's
+    // (earliest) phase stays the same.
+    const uint64_t round = zeroth_order::DeriveSeed(static_cast<uint64_t>(s.round), static_cast<uint64_t>(s.attempt),
+                                                    static_cast<uint32_t>(s.phase), s.finished ? 1u : 0u);
+    return zeroth_order::DeriveSeed(round, static_cast<uint64_t>(s.phase_changes), 0, 0);
   }
   int64_t DeadlineMs() override {
     const coordinator::RoundEngineStatus s = engine_.Status();

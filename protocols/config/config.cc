@@ -509,7 +509,9 @@ absl::StatusOr<RunConfig> ApplyOverrides(const RunConfig& base, const std::vecto
     const std::string key = o.substr(0, eq);
     bool key_ok = eq != std::string::npos && !key.empty() && key.front() != '.' && key.back() != '.' &&
                   key.find("..") == std::string::npos;
-    for (char ch : key) key_ok = key_ok && (std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '-' || ch == '.');
+    for (char ch : key) {
+      key_ok = key_ok && (std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '-' || ch == '.');
+    }
     if (!key_ok || eq + 1 >= o.size()) {
       return absl::InvalidArgumentError(absl::StrCat("--set \"", o,
                                                      "\": expected KEY=VALUE with a dotted key, e.g. "
